@@ -1,0 +1,1 @@
+"""Alleycat's stream processors: Lambda handlers around pure domain functions (no Django here)."""

@@ -1,0 +1,379 @@
+"""Pure domain functions: decode and validate a bike message, score it, fold readings.
+
+Nothing here does I/O or imports boto3. Scores are kept as integer ten-thousandths
+("units") so that a sum over a set of seconds is exact and does not depend on the order
+in which the seconds were added; ``units_to_score`` turns them back into a float.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+MAX_SECOND = 3600
+MAX_NAME_CHARS = 64
+MAX_UUID_CHARS = 64
+MAX_CADENCE = 250
+MAX_RESISTANCE = 100
+MAX_ID = 2**53 - 1  # ids and timestamps must survive a round trip through JSON numbers
+# A valid message is well under 1 KB (a 64-char name JSON-escaped is at most 384 bytes);
+# anything much larger is rejected before it is parsed.
+MAX_RECORD_BYTES = 8192
+UNITS_PER_POINT = 10_000
+
+EVENT_UPDATE = "update"
+EVENT_FINAL = "final"
+
+
+def output_of(cadence: float, resistance: float) -> float:
+    """Output of one second: round(((cadence + 35) * (resistance + 65)) / 100, 4)."""
+    return round(((cadence + 35) * (resistance + 65)) / 100, 4)
+
+
+def output_units(output: float) -> int:
+    """An output (at most 4 decimals) as exact integer ten-thousandths."""
+    return round(output * UNITS_PER_POINT)
+
+
+def units_to_score(units: int) -> float:
+    return units / UNITS_PER_POINT
+
+
+@dataclass(slots=True, frozen=True)
+class Reading:
+    """One validated bike message, with its output computed."""
+
+    uuid: str | None
+    event: str
+    device_ts: int
+    second: int
+    race_id: int
+    name: str
+    racer_id: int
+    class_id: int
+    cadence: float
+    resistance: float
+    output: float
+
+    @property
+    def is_final(self) -> bool:
+        return self.event == EVENT_FINAL
+
+    def to_message(self) -> dict[str, Any]:
+        """The bike message as JSON-ready dict, with ``output`` added (Firehose, history)."""
+        message: dict[str, Any] = {
+            "event": self.event,
+            "deviceTimestamp": self.device_ts,
+            "second": self.second,
+            "raceId": self.race_id,
+            "name": self.name,
+            "racerId": self.racer_id,
+            "classId": self.class_id,
+            "cadence": self.cadence,
+            "resistance": self.resistance,
+            "output": self.output,
+        }
+        if self.uuid is not None:
+            message["uuid"] = self.uuid
+        return message
+
+
+def make_reading(
+    *,
+    event: str = EVENT_UPDATE,
+    device_ts: int,
+    second: int,
+    race_id: int,
+    name: str,
+    racer_id: int,
+    class_id: int,
+    cadence: float,
+    resistance: float,
+    uuid: str | None = None,
+) -> Reading:
+    """Build a Reading from trusted values (tests, simulator); computes ``output``."""
+    return Reading(
+        uuid,
+        event,
+        device_ts,
+        second,
+        race_id,
+        name,
+        racer_id,
+        class_id,
+        cadence,
+        resistance,
+        output_of(cadence, resistance),
+    )
+
+
+class Reason(StrEnum):
+    """Why a record is bad. The values are stable: they appear in the dead-letter queue and in logs."""
+
+    BAD_BASE64 = "bad_base64"
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    OUT_OF_RANGE = "out_of_range"
+    UNKNOWN_EVENT = "unknown_event"
+
+
+@dataclass(slots=True, frozen=True)
+class BadRecord:
+    reason: Reason
+    detail: str
+
+
+_REQUIRED = ("event", "deviceTimestamp", "second", "raceId", "name", "racerId", "classId", "cadence", "resistance")
+_INT_RANGES = {
+    "deviceTimestamp": (0, MAX_ID),
+    "second": (1, MAX_SECOND),
+    "raceId": (0, MAX_ID),
+    "racerId": (0, MAX_ID),
+    "classId": (1, MAX_ID),
+}
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+def decode_reading(data: bytes | str) -> Reading | BadRecord:
+    """Validate one bike message (JSON bytes) and compute its output. Never raises.
+
+    Unknown extra fields (e.g. ``output`` added by the transformer) are ignored.
+    """
+    if len(data) > MAX_RECORD_BYTES:
+        return BadRecord(Reason.TOO_LARGE, f"record is {len(data)} bytes, limit {MAX_RECORD_BYTES}")
+    try:
+        obj = _loads(data)
+    except _JSONDecodeError as exc:
+        return BadRecord(Reason.NOT_JSON, str(exc)[:200])
+    if type(obj) is not dict:
+        return BadRecord(Reason.NOT_OBJECT, f"top level is {type(obj).__name__}")
+    try:
+        event = obj["event"]
+        device_ts = obj["deviceTimestamp"]
+        second = obj["second"]
+        race_id = obj["raceId"]
+        name = obj["name"]
+        racer_id = obj["racerId"]
+        class_id = obj["classId"]
+        cadence = obj["cadence"]
+        resistance = obj["resistance"]
+    except KeyError:
+        missing = [field for field in _REQUIRED if field not in obj]
+        return BadRecord(Reason.MISSING_FIELD, ",".join(missing))
+    # The fast path: one combined check for the common, valid case.
+    if (
+        type(second) is int
+        and type(device_ts) is int
+        and type(race_id) is int
+        and type(racer_id) is int
+        and type(class_id) is int
+        and type(name) is str
+        and (type(cadence) is float or type(cadence) is int)
+        and (type(resistance) is float or type(resistance) is int)
+        and 1 <= second <= MAX_SECOND
+        and 0 <= device_ts <= MAX_ID
+        and 0 <= race_id <= MAX_ID
+        and 0 <= racer_id <= MAX_ID
+        and 1 <= class_id <= MAX_ID
+        and 0 <= cadence <= MAX_CADENCE
+        and 0 <= resistance <= MAX_RESISTANCE
+        and 0 < len(name) <= MAX_NAME_CHARS
+    ):
+        uuid = obj.get("uuid")
+        if uuid is not None and (type(uuid) is not str or len(uuid) > MAX_UUID_CHARS):
+            return BadRecord(Reason.WRONG_TYPE, "uuid: must be a string of at most 64 chars")
+        if event != EVENT_UPDATE and event != EVENT_FINAL:
+            if type(event) is not str:
+                return BadRecord(Reason.WRONG_TYPE, "event: must be a string")
+            return BadRecord(Reason.UNKNOWN_EVENT, f"event: {event[:32]!r}")
+        return Reading(
+            uuid,
+            event,
+            device_ts,
+            second,
+            race_id,
+            name,
+            racer_id,
+            class_id,
+            cadence,
+            resistance,
+            round(((cadence + 35) * (resistance + 65)) / 100, 4),
+        )
+    return _explain(obj)
+
+
+def _explain(obj: dict[str, Any]) -> BadRecord:
+    """Slow path: name the first rule a message breaks."""
+    for field, (low, high) in _INT_RANGES.items():
+        value = obj[field]
+        if type(value) is not int:
+            return BadRecord(Reason.WRONG_TYPE, f"{field}: expected int, got {type(value).__name__}")
+        if not low <= value <= high:
+            return BadRecord(Reason.OUT_OF_RANGE, f"{field}: {value} not in {low}..{high}")
+    for field, high in (("cadence", MAX_CADENCE), ("resistance", MAX_RESISTANCE)):
+        value = obj[field]
+        if type(value) is not int and type(value) is not float:
+            return BadRecord(Reason.WRONG_TYPE, f"{field}: expected number, got {type(value).__name__}")
+        if not 0 <= value <= high:  # also rejects NaN and infinities
+            return BadRecord(Reason.OUT_OF_RANGE, f"{field}: {value} not in 0..{high}")
+    name = obj["name"]
+    if type(name) is not str:
+        return BadRecord(Reason.WRONG_TYPE, f"name: expected string, got {type(name).__name__}")
+    return BadRecord(Reason.OUT_OF_RANGE, f"name: {len(name)} chars, expected 1..{MAX_NAME_CHARS}")
+
+
+def decode_base64_reading(data: str | bytes) -> Reading | BadRecord:
+    """Decode a base64 record payload (Kinesis, Firehose) and validate it. Never raises."""
+    if len(data) > MAX_RECORD_BYTES * 4 // 3 + 4:
+        return BadRecord(Reason.TOO_LARGE, f"payload is {len(data)} base64 chars, limit {MAX_RECORD_BYTES} bytes")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        return BadRecord(Reason.BAD_BASE64, str(exc)[:200])
+    return decode_reading(raw)
+
+
+# --- Aggregation -------------------------------------------------------------------------
+#
+# The tumbling-window state is a plain JSON dict (Lambda passes it between invocations):
+#
+#   {"races": {"<raceId>": {"c": classId,
+#                           "r": {"<racerId>": {"n": name, "ns": second of that name,
+#                                               "o": {"<second>": output}, "f": finishedAtMs | None}}}}}
+#
+# Folding is order-independent: duplicates are idempotent, a second seen with two different
+# outputs keeps the larger, the name comes from the latest second, "finished" is sticky.
+
+
+def new_state() -> dict[str, Any]:
+    return {"races": {}}
+
+
+def fold_readings(state: dict[str, Any], readings: Iterable[Reading]) -> dict[str, Any]:
+    """Fold readings into the window state (mutated and returned)."""
+    races = state.setdefault("races", {})
+    for reading in readings:
+        race_key = str(reading.race_id)
+        race = races.get(race_key)
+        if race is None:
+            race = races[race_key] = {"c": reading.class_id, "r": {}}
+        elif reading.class_id < race["c"]:
+            race["c"] = reading.class_id
+        racers = race["r"]
+        racer_key = str(reading.racer_id)
+        racer = racers.get(racer_key)
+        second = reading.second
+        if racer is None:
+            racer = racers[racer_key] = {"n": reading.name, "ns": second, "o": {}, "f": None}
+        elif second > racer["ns"] or (second == racer["ns"] and reading.name > racer["n"]):
+            racer["n"] = reading.name
+            racer["ns"] = second
+        outputs = racer["o"]
+        second_key = str(second)
+        previous = outputs.get(second_key)
+        if previous is None or reading.output > previous:
+            outputs[second_key] = reading.output
+        if reading.event == EVENT_FINAL:
+            finished = racer["f"]
+            if finished is None or reading.device_ts > finished:
+                racer["f"] = reading.device_ts
+    return state
+
+
+def state_seconds(state: Mapping[str, Any]) -> int:
+    """How many (race, racer, second) entries the state holds: its size driver."""
+    return sum(len(racer["o"]) for race in state.get("races", {}).values() for racer in race["r"].values())
+
+
+@dataclass(slots=True)
+class RacerTotal:
+    """A racer's running total in a race, as the live item stores it.
+
+    ``seconds`` is a bitset: bit ``s`` is set when second ``s`` has been counted.
+    """
+
+    name: str
+    name_second: int
+    score_units: int
+    seconds: int
+    last_second: int
+    last_output: float
+    finished_at_ms: int | None
+
+    @property
+    def score(self) -> float:
+        return units_to_score(self.score_units)
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at_ms is not None
+
+
+def apply_pending(totals: dict[int, RacerTotal], pending_racers: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Merge a window's pending racers (state["races"][id]["r"]) into the totals.
+
+    A second already counted (its bit is set) is ignored, so applying the same window
+    twice, or overlapping windows, counts every second once. Returns whether anything changed.
+    """
+    changed = False
+    for racer_key, pending in pending_racers.items():
+        racer_id = int(racer_key)
+        total = totals.get(racer_id)
+        if total is None:
+            total = totals[racer_id] = RacerTotal(pending["n"], pending["ns"], 0, 0, 0, 0.0, None)
+            changed = True
+        elif pending["ns"] > total.name_second or (pending["ns"] == total.name_second and pending["n"] > total.name):
+            total.name = pending["n"]
+            total.name_second = pending["ns"]
+            changed = True
+        seconds = total.seconds
+        for second_key, output in pending["o"].items():
+            second = int(second_key)
+            bit = 1 << second
+            if seconds & bit:
+                continue
+            seconds |= bit
+            total.score_units += output_units(output)
+            if second > total.last_second:
+                total.last_second = second
+                total.last_output = output
+            changed = True
+        total.seconds = seconds
+        finished = pending["f"]
+        if finished is not None and (total.finished_at_ms is None or finished > total.finished_at_ms):
+            total.finished_at_ms = finished
+            changed = True
+    return changed
+
+
+def rank_totals(totals: Mapping[int, RacerTotal]) -> list[tuple[int, RacerTotal]]:
+    """(racer_id, total) ranked by score desc, then racer id asc."""
+    return sorted(totals.items(), key=lambda item: (-item[1].score_units, item[0]))
+
+
+def is_better_best(new_score: float, current_score: float | None) -> bool:
+    """A personal best is replaced only by a strictly greater score."""
+    return current_score is None or new_score > current_score
+
+
+def recompute_scores(readings: Iterable[Reading]) -> dict[tuple[int, int], float]:
+    """Reference implementation for tests: (race, racer) -> sum of the best output per distinct second."""
+    best: dict[tuple[int, int, int], float] = {}
+    for reading in readings:
+        key = (reading.race_id, reading.racer_id, reading.second)
+        if key not in best or reading.output > best[key]:
+            best[key] = reading.output
+    scores: dict[tuple[int, int], int] = {}
+    for (race_id, racer_id, _second), output in best.items():
+        scores[(race_id, racer_id)] = scores.get((race_id, racer_id), 0) + output_units(output)
+    return {key: units_to_score(units) for key, units in scores.items()}

@@ -1,0 +1,31 @@
+"""The one module that owns the DynamoDB table: keys, item shapes, reads, writes, cursors.
+
+Django (``leaderboards/``) and the handlers import from here only; no other code builds a key.
+"""
+
+from processors.table.models import (
+    FinalResult,
+    InvalidCursor,
+    LiveRow,
+    LiveStandings,
+    Page,
+    PersonalBest,
+    StoreUnavailable,
+    TableError,
+)
+from processors.table.schema import create_table
+from processors.table.store import ResultsTable, get_results_table
+
+__all__ = (
+    "FinalResult",
+    "InvalidCursor",
+    "LiveRow",
+    "LiveStandings",
+    "Page",
+    "PersonalBest",
+    "ResultsTable",
+    "StoreUnavailable",
+    "TableError",
+    "create_table",
+    "get_results_table",
+)

@@ -1,0 +1,350 @@
+"""Key formats and item shapes (DynamoDB JSON), pure functions: no boto3, no I/O.
+
+Numbers that are scores are written as exact decimals from integer ten-thousandths, so
+DynamoDB holds exactly what the domain computed.
+
+The live item of a race (A1) is one item:
+
+    pk="RACE#<race>" sk="LIVE" raceId classId version updatedAt
+    racers: {"<racerId>": [name, score, lastSecond, lastOutput, finishedAtMs | NULL, seconds, nameSecond]}
+
+``seconds`` is the set of counted seconds as bytes: tag 0 + little-endian bitmap, or tag 1 +
+big-endian uint16 (first, last) pairs of runs, whichever is shorter. A racer riding without
+gaps costs 5 bytes whatever the race length; a 5-minute race costs at most 39 bytes per racer.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from processors.domain import MAX_ID, RacerTotal, output_units
+from processors.table.models import FinalResult, LiveRow, LiveStandings, PersonalBest
+from processors.table.schema import GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK
+
+LIVE_SK = "LIVE"
+_ID_WIDTH = 16  # digits of MAX_ID (2**53 - 1)
+_SCORE_WIDTH = 20
+MAX_ITEM_BYTES = 400 * 1024
+
+_TAG_BITMAP = 0
+_TAG_RUNS = 1
+
+
+# --- keys --------------------------------------------------------------------------------
+
+
+def race_pk(race_id: int) -> str:
+    return f"RACE#{race_id}"
+
+
+def class_pk(class_id: int) -> str:
+    return f"CLASS#{class_id}"
+
+
+def result_sk(racer_id: int) -> str:
+    return f"RESULT#{racer_id:0{_ID_WIDTH}d}"
+
+
+def best_sk(racer_id: int) -> str:
+    return f"BEST#{racer_id:0{_ID_WIDTH}d}"
+
+
+def seconds_sk(racer_id: int) -> str:
+    return f"SECONDS#{racer_id:0{_ID_WIDTH}d}"
+
+
+def race_results_gsi1pk(race_id: int) -> str:
+    return f"RACE#{race_id}#RESULTS"
+
+
+def class_bests_gsi1pk(class_id: int) -> str:
+    return f"CLASS#{class_id}#BESTS"
+
+
+def racer_gsi2pk(racer_id: int) -> str:
+    return f"RACER#{racer_id}"
+
+
+def score_sort_key(score_units: int, racer_id: int) -> str:
+    """Sorts by score, then by *descending* racer id; read backwards: score desc, racer id asc."""
+    return f"{score_units:0{_SCORE_WIDTH}d}#{MAX_ID - racer_id:0{_ID_WIDTH}d}"
+
+
+def race_sort_key(race_id: int) -> str:
+    return f"{race_id:0{_ID_WIDTH}d}"
+
+
+def live_key(race_id: int) -> dict[str, dict[str, str]]:
+    return {PK: {"S": race_pk(race_id)}, SK: {"S": LIVE_SK}}
+
+
+def best_key(class_id: int, racer_id: int) -> dict[str, dict[str, str]]:
+    return {PK: {"S": class_pk(class_id)}, SK: {"S": best_sk(racer_id)}}
+
+
+def seconds_key(race_id: int, racer_id: int) -> dict[str, dict[str, str]]:
+    return {PK: {"S": race_pk(race_id)}, SK: {"S": seconds_sk(racer_id)}}
+
+
+# --- numbers -----------------------------------------------------------------------------
+
+
+def units_to_number(units: int) -> str:
+    """Integer ten-thousandths as an exact decimal string, e.g. 1234567 -> '123.4567'."""
+    sign = "-" if units < 0 else ""
+    units = abs(units)
+    return f"{sign}{units // 10_000}.{units % 10_000:04d}"
+
+
+def number_to_units(number: str) -> int:
+    whole, _, fraction = number.partition(".")
+    negative = whole.startswith("-")
+    units = abs(int(whole or "0")) * 10_000 + int((fraction + "0000")[:4])
+    return -units if negative else units
+
+
+def _float_number(value: float) -> str:
+    return units_to_number(output_units(value))
+
+
+# --- the set of counted seconds ----------------------------------------------------------
+
+
+def _runs(bits: int) -> list[tuple[int, int]]:
+    """Maximal runs of set bits as (first, last), visiting only run boundaries."""
+    runs = []
+    starts = bits & ~(bits << 1)
+    ends = bits & ~(bits >> 1)
+    while starts:
+        low = starts & -starts
+        first = low.bit_length() - 1
+        starts ^= low
+        low_end = ends & -ends
+        last = low_end.bit_length() - 1
+        ends ^= low_end
+        runs.append((first, last))
+    return runs
+
+
+def encode_seconds(bits: int) -> bytes:
+    bitmap_len = (bits.bit_length() + 7) // 8
+    runs = _runs(bits)
+    if 4 * len(runs) < bitmap_len:
+        return bytes([_TAG_RUNS]) + b"".join(struct.pack(">HH", first, last) for first, last in runs)
+    return bytes([_TAG_BITMAP]) + bits.to_bytes(bitmap_len, "little")
+
+
+def decode_seconds(data: bytes) -> int:
+    if not data:
+        return 0
+    if data[0] == _TAG_BITMAP:
+        return int.from_bytes(data[1:], "little")
+    bits = 0
+    for first, last in struct.iter_unpack(">HH", data[1:]):
+        bits |= ((1 << (last - first + 1)) - 1) << first
+    return bits
+
+
+# --- live item ---------------------------------------------------------------------------
+
+
+def live_item(
+    race_id: int, class_id: int, totals: Mapping[int, RacerTotal], *, version: int, updated_at_ms: int
+) -> dict[str, Any]:
+    racers = {}
+    for racer_id, total in totals.items():
+        racers[str(racer_id)] = {
+            "L": [
+                {"S": total.name},
+                {"N": units_to_number(total.score_units)},
+                {"N": str(total.last_second)},
+                {"N": _float_number(total.last_output)},
+                {"N": str(total.finished_at_ms)} if total.finished_at_ms is not None else {"NULL": True},
+                {"B": encode_seconds(total.seconds)},
+                {"N": str(total.name_second)},
+            ]
+        }
+    return {
+        PK: {"S": race_pk(race_id)},
+        SK: {"S": LIVE_SK},
+        "raceId": {"N": str(race_id)},
+        "classId": {"N": str(class_id)},
+        "version": {"N": str(version)},
+        "updatedAt": {"N": str(updated_at_ms)},
+        "racers": {"M": racers},
+    }
+
+
+def _binary(value: Any) -> bytes:
+    # The low-level client gives bytes; a Lambda stream event gives base64 text.
+    if isinstance(value, str):
+        return base64.b64decode(value)
+    return bytes(value)
+
+
+def is_live_image(image: Mapping[str, Any] | None) -> bool:
+    return bool(image) and image.get(SK, {}).get("S") == LIVE_SK
+
+
+def live_totals(item: Mapping[str, Any]) -> dict[int, RacerTotal]:
+    """The racers of a live item (GetItem result or stream image) as domain totals."""
+    totals = {}
+    for racer_key, value in item.get("racers", {}).get("M", {}).items():
+        name, score, last_second, last_output, finished, seconds, name_second = value["L"]
+        totals[int(racer_key)] = RacerTotal(
+            name=name["S"],
+            name_second=int(name_second["N"]),
+            score_units=number_to_units(score["N"]),
+            seconds=decode_seconds(_binary(seconds["B"])),
+            last_second=int(last_second["N"]),
+            last_output=float(last_output["N"]),
+            finished_at_ms=int(finished["N"]) if "N" in finished else None,
+        )
+    return totals
+
+
+def live_header(item: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """(race_id, class_id, version, updated_at_ms) of a live item."""
+    return (
+        int(item["raceId"]["N"]),
+        int(item["classId"]["N"]),
+        int(item["version"]["N"]),
+        int(item["updatedAt"]["N"]),
+    )
+
+
+def live_standings_from_item(item: Mapping[str, Any]) -> LiveStandings:
+    """Ranked standings from a live item (GetItem result or a stream NewImage in DynamoDB JSON)."""
+    race_id, class_id, version, updated_at_ms = live_header(item)
+    rows = []
+    for racer_key, value in item.get("racers", {}).get("M", {}).items():
+        elements = value["L"]
+        rows.append(
+            (
+                number_to_units(elements[1]["N"]),
+                int(racer_key),
+                elements,
+            )
+        )
+    rows.sort(key=lambda row: (-row[0], row[1]))
+    return LiveStandings(
+        race_id=race_id,
+        class_id=class_id,
+        rows=[
+            LiveRow(
+                racer_id=racer_id,
+                name=elements[0]["S"],
+                score=units / 10_000,
+                second=int(elements[2]["N"]),
+                output=float(elements[3]["N"]),
+                finished="N" in elements[4],
+            )
+            for units, racer_id, elements in rows
+        ],
+        version=version,
+        updated_at_ms=updated_at_ms,
+    )
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """DynamoDB's item size (attribute names + values), close enough to check the 400 KB limit."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: Mapping[str, Any]) -> int:
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return (len(inner.lstrip("-").replace(".", "")) + 1) // 2 + 1
+    if kind == "B":
+        return len(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + _value_size(element) for element in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(key.encode()) + _value_size(element) for key, element in inner.items())
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+# --- final results and personal bests ----------------------------------------------------
+
+
+def final_result_item(result: FinalResult) -> dict[str, Any]:
+    units = output_units(result.score)
+    return {
+        PK: {"S": race_pk(result.race_id)},
+        SK: {"S": result_sk(result.racer_id)},
+        GSI1_PK: {"S": race_results_gsi1pk(result.race_id)},
+        GSI1_SK: {"S": score_sort_key(units, result.racer_id)},
+        GSI2_PK: {"S": racer_gsi2pk(result.racer_id)},
+        GSI2_SK: {"S": race_sort_key(result.race_id)},
+        "raceId": {"N": str(result.race_id)},
+        "classId": {"N": str(result.class_id)},
+        "racerId": {"N": str(result.racer_id)},
+        "name": {"S": result.name},
+        "score": {"N": units_to_number(units)},
+        "second": {"N": str(result.second)},
+        "finishedAt": {"N": str(result.finished_at_ms)},
+    }
+
+
+def final_result_from_item(item: Mapping[str, Any]) -> FinalResult:
+    return FinalResult(
+        race_id=int(item["raceId"]["N"]),
+        class_id=int(item["classId"]["N"]),
+        racer_id=int(item["racerId"]["N"]),
+        name=item["name"]["S"],
+        score=number_to_units(item["score"]["N"]) / 10_000,
+        second=int(item["second"]["N"]),
+        finished_at_ms=int(item["finishedAt"]["N"]),
+    )
+
+
+def personal_best_item(best: PersonalBest) -> dict[str, Any]:
+    units = output_units(best.score)
+    return {
+        PK: {"S": class_pk(best.class_id)},
+        SK: {"S": best_sk(best.racer_id)},
+        GSI1_PK: {"S": class_bests_gsi1pk(best.class_id)},
+        GSI1_SK: {"S": score_sort_key(units, best.racer_id)},
+        "classId": {"N": str(best.class_id)},
+        "racerId": {"N": str(best.racer_id)},
+        "name": {"S": best.name},
+        "score": {"N": units_to_number(units)},
+        "raceId": {"N": str(best.race_id)},
+    }
+
+
+def personal_best_from_item(item: Mapping[str, Any]) -> PersonalBest:
+    return PersonalBest(
+        class_id=int(item["classId"]["N"]),
+        racer_id=int(item["racerId"]["N"]),
+        name=item["name"]["S"],
+        score=number_to_units(item["score"]["N"]) / 10_000,
+        race_id=int(item["raceId"]["N"]),
+    )
+
+
+# --- per-second outputs of a racer in a race ---------------------------------------------
+
+
+def second_attribute(second: int) -> str:
+    return f"s{second}"
+
+
+def seconds_from_item(item: Mapping[str, Any] | None) -> list[float | None]:
+    """Per-second outputs, index 0 = second 1, ``None`` where no output was recorded."""
+    if not item:
+        return []
+    outputs: dict[int, float] = {}
+    for name, value in item.items():
+        if name.startswith("s") and name[1:].isdigit() and "N" in value:
+            outputs[int(name[1:])] = float(value["N"])
+    if not outputs:
+        return []
+    return [outputs.get(second) for second in range(1, max(outputs) + 1)]
