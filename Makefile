@@ -1,0 +1,54 @@
+# Alleycat: `make run` runs everything on embedded defaults; `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+
+.PHONY: run test test-postgres bench lint format migrations-check install install-dev clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(RUNTIME_STAMP)
+install-dev: $(DEV_STAMP)
+
+run: $(RUNTIME_STAMP)
+	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput
+	DJANGO_DEBUG=1 $(PY) manage.py seed_demo
+	DJANGO_DEBUG=1 $(PY) manage.py ensure_staff
+	DJANGO_DEBUG=1 exec $(PY) manage.py runstack
+
+test: $(DEV_STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The Django tests once more against the database in DATABASE_URL (PostgreSQL in CI).
+test-postgres: $(DEV_STAMP)
+	@test -n "$(DATABASE_URL)" || (echo "Set DATABASE_URL to a PostgreSQL server" && exit 2)
+	$(PY) -m pytest tests/races tests/leaderboards -m "not browser and not e2e" $(PYTEST_ARGS)
+
+bench: $(DEV_STAMP)
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(DEV_STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+migrations-check: $(DEV_STAMP)
+	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,3 @@
+"""WebSocket routes of the leaderboards app."""
+
+websocket_urlpatterns: list = []

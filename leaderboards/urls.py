@@ -1,0 +1,5 @@
+"""API routes of the leaderboards app (mounted under /api/)."""
+
+app_name = "leaderboards"
+
+urlpatterns: list = []

@@ -1,0 +1,200 @@
+"""Writes of the schedule: rotation, one-off races and staff actions.
+
+Every function is keyword-only; admin actions, the Celery task and commands all call these.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .events import race_event_send
+from .models import Race, RaceClass, RaceSchedule
+
+logger = logging.getLogger(__name__)
+
+# Beat runs rotation every 5 minutes; rotation creates every race starting before the next
+# run (and one more), so races shorter than 5 minutes still follow each other without gaps.
+ROTATION_INTERVAL = timedelta(minutes=5)
+
+RACE_OVERLAP_ERROR = "This race overlaps another race of the same class."
+
+
+@dataclass
+class RotationResult:
+    finished: list[int] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)
+    created: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.finished or self.started or self.created or self.cancelled)
+
+
+def floor_to_boundary(instant: datetime, minutes: int = 5) -> datetime:
+    """The wall-clock boundary (…:00, …:05, …) at or before ``instant``, in UTC."""
+    instant = instant.astimezone(UTC)
+    floored = instant.replace(second=0, microsecond=0)
+    return floored - timedelta(minutes=floored.minute % minutes)
+
+
+def _send_after_commit(kind: str, race_ids: list[int]) -> None:
+    def send() -> None:
+        for race in Race.objects.filter(pk__in=race_ids):
+            race_event_send(kind=kind, race=race)
+
+    if race_ids:
+        transaction.on_commit(send)
+
+
+def _ensure_race(*, schedule: RaceSchedule, starts_at: datetime, ends_at: datetime, now: datetime) -> Race | None:
+    """Create the schedule's race for one window unless it exists, was cancelled, or clashes."""
+    if Race.objects.filter(schedule=schedule, starts_at=starts_at).exists():
+        return None  # already created (or cancelled by staff: never resurrect it)
+    if Race.objects.overlapping(schedule.race_class_id, starts_at, ends_at).exists():
+        return None  # a one-off race (or another schedule) holds this slot
+    race = Race(race_class_id=schedule.race_class_id, schedule=schedule, starts_at=starts_at, ends_at=ends_at)
+    race.status = race.state_at(now)
+    try:
+        with transaction.atomic():
+            race.save()
+    except IntegrityError:
+        return None  # a concurrent rotation created it first
+    return race
+
+
+def race_rotate(*, now: datetime | None = None) -> RotationResult:
+    """Bring the races in line with the clock. Idempotent; safe to run late or twice.
+
+    1. finish races whose end has passed; 2. cancel future races of disabled schedules or
+    classes; 3. for each enabled schedule create the race of the current window (if it is
+    running now) and every window starting before the next rotation, plus one; 4. mark
+    races running now as active. Never creates a race that has already ended.
+    """
+    now = now or timezone.now()
+    result = RotationResult()
+    with transaction.atomic():
+        ended = Race.objects.select_for_update().filter(
+            status__in=[Race.Status.SCHEDULED, Race.Status.ACTIVE], ends_at__lte=now
+        )
+        result.finished = list(ended.values_list("pk", flat=True))
+        Race.objects.filter(pk__in=result.finished).update(status=Race.Status.FINISHED)
+
+        stopped = Race.objects.filter(status=Race.Status.SCHEDULED, starts_at__gt=now, schedule__isnull=False).filter(
+            Q(schedule__enabled=False) | Q(race_class__enabled=False)
+        )
+        result.cancelled = list(stopped.values_list("pk", flat=True))
+        Race.objects.filter(pk__in=result.cancelled).update(status=Race.Status.CANCELLED)
+
+        schedules = RaceSchedule.objects.select_related("race_class").filter(enabled=True, race_class__enabled=True)
+        horizon = now + ROTATION_INTERVAL
+        for schedule in schedules:
+            windows: list[tuple[datetime, datetime]] = []
+            current = schedule.window_at(now)
+            if current:
+                windows.append(current)
+            upcoming = schedule.next_window_after(now)
+            while upcoming and upcoming[0] <= horizon:
+                windows.append(upcoming)
+                upcoming = schedule.next_window_after(upcoming[0])
+            if upcoming:
+                windows.append(upcoming)
+            for starts_at, ends_at in windows:
+                race = _ensure_race(schedule=schedule, starts_at=starts_at, ends_at=ends_at, now=now)
+                if race:
+                    result.created.append(race.pk)
+                    if race.status == Race.Status.ACTIVE:
+                        result.started.append(race.pk)
+
+        to_start = Race.objects.running_at(now).filter(status=Race.Status.SCHEDULED)
+        started = list(to_start.values_list("pk", flat=True))
+        Race.objects.filter(pk__in=started).update(status=Race.Status.ACTIVE)
+        result.started.extend(started)
+
+        _send_after_commit("race.finished", result.finished)
+        _send_after_commit("race.started", result.started)
+    if result.changed:
+        logger.info(
+            "Rotation at %s: %d finished, %d started, %d created, %d cancelled",
+            now.isoformat(),
+            len(result.finished),
+            len(result.started),
+            len(result.created),
+            len(result.cancelled),
+        )
+    return result
+
+
+@transaction.atomic
+def race_create(*, race_class: RaceClass, starts_at: datetime, ends_at: datetime) -> Race:
+    """A one-off race added by staff. Rotation leaves its slot alone."""
+    race = Race(race_class=race_class, starts_at=starts_at, ends_at=ends_at, schedule=None)
+    race.full_clean()
+    race.save()
+    return race
+
+
+@transaction.atomic
+def race_schedule_create(
+    *,
+    race_class: RaceClass,
+    starts_at: datetime,
+    race_minutes: int = 5,
+    ends_at: datetime | None = None,
+    enabled: bool = True,
+) -> RaceSchedule:
+    schedule = RaceSchedule(
+        race_class=race_class, starts_at=starts_at, race_minutes=race_minutes, ends_at=ends_at, enabled=enabled
+    )
+    schedule.full_clean()
+    schedule.save()
+    return schedule
+
+
+@transaction.atomic
+def race_start_now(*, race: Race, now: datetime | None = None) -> Race:
+    """Start a scheduled race now, keeping its length."""
+    now = (now or timezone.now()).replace(microsecond=0)
+    if race.status != Race.Status.SCHEDULED:
+        raise ValidationError(f"Only a scheduled race can be started now (this one is {race.status}).")
+    length = race.duration
+    race.starts_at, race.ends_at = now, now + length
+    race.status = Race.Status.ACTIVE
+    race.full_clean()
+    race.save()
+    _send_after_commit("race.started", [race.pk])
+    return race
+
+
+@transaction.atomic
+def race_finish(*, race: Race, now: datetime | None = None) -> Race:
+    """End a race now (or mark an ended race finished)."""
+    now = now or timezone.now()
+    if race.status in (Race.Status.FINISHED, Race.Status.CANCELLED):
+        raise ValidationError(f"This race is already {race.status}.")
+    if race.starts_at > now:
+        raise ValidationError("A race that has not started cannot be finished; cancel it instead.")
+    race.ends_at = min(race.ends_at, now)
+    race.status = Race.Status.FINISHED
+    race.save(update_fields=["ends_at", "status"])
+    _send_after_commit("race.finished", [race.pk])
+    return race
+
+
+@transaction.atomic
+def race_cancel(*, race: Race) -> Race:
+    if race.status == Race.Status.FINISHED:
+        raise ValidationError("A finished race cannot be cancelled.")
+    was_running = race.status == Race.Status.ACTIVE
+    race.status = Race.Status.CANCELLED
+    race.save(update_fields=["status"])
+    if was_running:
+        _send_after_commit("race.finished", [race.pk])
+    return race
