@@ -7,7 +7,6 @@ in which the seconds were added; ``units_to_score`` turns them back into a float
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -141,6 +140,7 @@ _INT_RANGES = {
     "classId": (1, MAX_ID),
 }
 _loads = orjson.loads
+_a2b_base64 = binascii.a2b_base64
 _JSONDecodeError = orjson.JSONDecodeError
 
 
@@ -237,7 +237,7 @@ def decode_base64_reading(data: str | bytes) -> Reading | BadRecord:
     if len(data) > MAX_RECORD_BYTES * 4 // 3 + 4:
         return BadRecord(Reason.TOO_LARGE, f"payload is {len(data)} base64 chars, limit {MAX_RECORD_BYTES} bytes")
     try:
-        raw = base64.b64decode(data, validate=True)
+        raw = _a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         return BadRecord(Reason.BAD_BASE64, str(exc)[:200])
     return decode_reading(raw)
@@ -359,6 +359,27 @@ def apply_pending(totals: dict[int, RacerTotal], pending_racers: Mapping[str, Ma
 def rank_totals(totals: Mapping[int, RacerTotal]) -> list[tuple[int, RacerTotal]]:
     """(racer_id, total) ranked by score desc, then racer id asc."""
     return sorted(totals.items(), key=lambda item: (-item[1].score_units, item[0]))
+
+
+def finished_changes(old: Mapping[int, RacerTotal], new: Mapping[int, RacerTotal]) -> list[int]:
+    """Racers whose final result must be (re)written: newly finished, or finished and changed since.
+
+    A second delivered late, after the racer's final message, still reaches the final result.
+    """
+    changed = []
+    for racer_id, total in new.items():
+        if total.finished_at_ms is None:
+            continue
+        before = old.get(racer_id)
+        if (
+            before is None
+            or before.finished_at_ms != total.finished_at_ms
+            or before.score_units != total.score_units
+            or before.last_second != total.last_second
+            or before.name != total.name
+        ):
+            changed.append(racer_id)
+    return sorted(changed)
 
 
 def is_better_best(new_score: float, current_score: float | None) -> bool:

@@ -3,6 +3,12 @@
 Django (``leaderboards/``) and the handlers import from here only; no other code builds a key.
 """
 
+from processors.table.items import (
+    final_results_from_stream,
+    is_live_image,
+    live_standings_from_item,
+    personal_best_of,
+)
 from processors.table.models import (
     FinalResult,
     InvalidCursor,
@@ -27,5 +33,9 @@ __all__ = (
     "StoreUnavailable",
     "TableError",
     "create_table",
+    "final_results_from_stream",
+    "is_live_image",
+    "live_standings_from_item",
+    "personal_best_of",
     "get_results_table",
 )

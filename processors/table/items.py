@@ -20,7 +20,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from processors.domain import MAX_ID, RacerTotal, output_units
+from processors.domain import MAX_ID, RacerTotal, finished_changes, output_units
 from processors.table.models import FinalResult, LiveRow, LiveStandings, PersonalBest
 from processors.table.schema import GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK
 
@@ -348,3 +348,40 @@ def seconds_from_item(item: Mapping[str, Any] | None) -> list[float | None]:
     if not outputs:
         return []
     return [outputs.get(second) for second in range(1, max(outputs) + 1)]
+
+
+# --- the table's stream (finals, publisher) ----------------------------------------------
+
+
+def final_results_from_stream(
+    old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any] | None
+) -> list[FinalResult]:
+    """Final results to write for a live item's change: racers newly finished (or finished and changed).
+
+    Images are DynamoDB JSON as in a stream record (binary values may be base64 text). Other
+    items of the table (results, bests, seconds) give an empty list.
+    """
+    if not is_live_image(new_image):
+        return []
+    assert new_image is not None
+    race_id, class_id, _version, _updated = live_header(new_image)
+    new_totals = live_totals(new_image)
+    old_totals = live_totals(old_image) if is_live_image(old_image) else {}
+    return [
+        FinalResult(
+            race_id=race_id,
+            class_id=class_id,
+            racer_id=racer_id,
+            name=new_totals[racer_id].name,
+            score=new_totals[racer_id].score,
+            second=new_totals[racer_id].last_second,
+            finished_at_ms=new_totals[racer_id].finished_at_ms or 0,
+        )
+        for racer_id in finished_changes(old_totals, new_totals)
+    ]
+
+
+def personal_best_of(result: FinalResult) -> PersonalBest:
+    return PersonalBest(
+        class_id=result.class_id, racer_id=result.racer_id, name=result.name, score=result.score, race_id=result.race_id
+    )

@@ -1,0 +1,69 @@
+"""Finals: the table's stream -> final results and class personal bests.
+
+For each stream record of a live item, racers newly finished in NEW_IMAGE against
+OLD_IMAGE (or finished racers whose score changed, when a late second arrived) get their
+final result written (BatchWriteItem, idempotent puts) and their personal best in the class
+updated only if the new score is greater (BatchGetItem, then conditional puts). Records of
+other items (results, bests written by this handler) are ignored. Failures are reported per
+record (``batchItemFailures``); Lambda retries from the first failed record.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds
+from processors.table import ResultsTable, final_results_from_stream, get_results_table, personal_best_of
+
+
+def process_record(record: DynamoDBRecord, table: ResultsTable) -> tuple[int, int]:
+    """Write the finals a stream record implies. Returns (final results written, personal bests improved)."""
+    change = record.raw_event.get("dynamodb") or {}
+    results = final_results_from_stream(change.get("OldImage"), change.get("NewImage"))
+    if not results:
+        return 0, 0
+    table.put_final_results(results)
+    improved = table.put_personal_bests(personal_best_of(result) for result in results)
+    return len(results), improved
+
+
+def handle(event: dict[str, Any], table: ResultsTable, context: LambdaContext | None) -> dict[str, Any]:
+    started = time.perf_counter()
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+    with processor(event.get("Records") or [], lambda record: process_record(record, table), lambda_context=context):
+        outcomes = processor.process()
+    finals = bests = failed = 0
+    for status, result, _record in outcomes:
+        if status == "success":
+            finals += result[0]
+            bests += result[1]
+        else:
+            failed += 1
+    duration_ms = (time.perf_counter() - started) * 1000
+    count("StreamRecords", len(outcomes))
+    count("FinalResultsWritten", finals)
+    count("PersonalBestsImproved", bests)
+    count("FailedRecords", failed)
+    milliseconds("FinalsDuration", duration_ms)
+    logger.info(
+        "finals",
+        extra={
+            "records": len(outcomes),
+            "finalResults": finals,
+            "personalBests": bests,
+            "failed": failed,
+            "durationMs": round(duration_ms, 3),
+        },
+    )
+    return processor.response()
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(correlation_id_path=RECORDS_CORRELATION_PATH)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event, get_results_table(), context)
