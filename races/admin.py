@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.utils import timezone
 
-from .models import Race, RaceClass, RaceSchedule, Racer
+from .models import Race, RaceClass, Racer, RaceSchedule
 from .services import race_cancel, race_finish, race_start_now
 
 

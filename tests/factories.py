@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import factory
 
-from races.models import Race, RaceClass, RaceSchedule, Racer
+from races.models import Race, RaceClass, Racer, RaceSchedule
 
 
 class RaceClassFactory(factory.django.DjangoModelFactory):

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,86 +15,170 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='RaceClass',
+            name="RaceClass",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=80, unique=True)),
-                ('description', models.TextField(blank=True, help_text='Shown to racers on the class list.')),
-                ('display_order', models.PositiveIntegerField(default=0, help_text='Lower numbers are listed first.')),
-                ('enabled', models.BooleanField(default=True, help_text='A disabled class gets no new races.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=80, unique=True)),
+                ("description", models.TextField(blank=True, help_text="Shown to racers on the class list.")),
+                ("display_order", models.PositiveIntegerField(default=0, help_text="Lower numbers are listed first.")),
+                ("enabled", models.BooleanField(default=True, help_text="A disabled class gets no new races.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name': 'race class',
-                'verbose_name_plural': 'race classes',
-                'ordering': ('display_order', 'name'),
+                "verbose_name": "race class",
+                "verbose_name_plural": "race classes",
+                "ordering": ("display_order", "name"),
             },
         ),
         migrations.CreateModel(
-            name='Racer',
+            name="Racer",
             fields=[
-                ('racer_id', models.PositiveIntegerField(help_text='The racer id the bike sends in every message (racerId).', primary_key=True, serialize=False)),
-                ('name', models.CharField(help_text='Display name on leaderboards (at most 64 characters).', max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.OneToOneField(blank=True, help_text='Optional account that may ride as this racer on the ride page.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='racer', to=settings.AUTH_USER_MODEL)),
+                (
+                    "racer_id",
+                    models.PositiveIntegerField(
+                        help_text="The racer id the bike sends in every message (racerId).",
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(help_text="Display name on leaderboards (at most 64 characters).", max_length=64),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        blank=True,
+                        help_text="Optional account that may ride as this racer on the ride page.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="racer",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('racer_id',),
+                "ordering": ("racer_id",),
             },
         ),
         migrations.CreateModel(
-            name='RaceSchedule',
+            name="RaceSchedule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('starts_at', models.DateTimeField(help_text='First race starts here; later races follow back to back. Must be on a whole minute.')),
-                ('ends_at', models.DateTimeField(blank=True, help_text='No race starts at or after this. Empty = forever.', null=True)),
-                ('race_minutes', models.PositiveSmallIntegerField(default=5, help_text='Length of each race in minutes (1–60).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(60)])),
-                ('enabled', models.BooleanField(default=True, help_text='A disabled schedule gets no new races.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('race_class', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='schedules', to='races.raceclass')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "starts_at",
+                    models.DateTimeField(
+                        help_text="First race starts here; later races follow back to back. Must be on a whole minute."
+                    ),
+                ),
+                (
+                    "ends_at",
+                    models.DateTimeField(
+                        blank=True, help_text="No race starts at or after this. Empty = forever.", null=True
+                    ),
+                ),
+                (
+                    "race_minutes",
+                    models.PositiveSmallIntegerField(
+                        default=5,
+                        help_text="Length of each race in minutes (1–60).",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(60),
+                        ],
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True, help_text="A disabled schedule gets no new races.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "race_class",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="schedules", to="races.raceclass"
+                    ),
+                ),
             ],
             options={
-                'ordering': ('race_class__display_order', 'starts_at'),
+                "ordering": ("race_class__display_order", "starts_at"),
             },
         ),
         migrations.CreateModel(
-            name='Race',
+            name="Race",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('starts_at', models.DateTimeField()),
-                ('ends_at', models.DateTimeField()),
-                ('status', models.CharField(choices=[('scheduled', 'Scheduled'), ('active', 'Active'), ('finished', 'Finished'), ('cancelled', 'Cancelled')], default='scheduled', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('race_class', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='races', to='races.raceclass')),
-                ('schedule', models.ForeignKey(blank=True, help_text='Empty for a one-off race added by staff.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='races', to='races.raceschedule')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("starts_at", models.DateTimeField()),
+                ("ends_at", models.DateTimeField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("active", "Active"),
+                            ("finished", "Finished"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="scheduled",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "race_class",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="races", to="races.raceclass"
+                    ),
+                ),
+                (
+                    "schedule",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty for a one-off race added by staff.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="races",
+                        to="races.raceschedule",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-starts_at', 'race_class_id'),
-                'get_latest_by': 'starts_at',
+                "ordering": ("-starts_at", "race_class_id"),
+                "get_latest_by": "starts_at",
             },
         ),
         migrations.AddConstraint(
-            model_name='raceschedule',
-            constraint=models.CheckConstraint(condition=models.Q(('race_minutes__gte', 1), ('race_minutes__lte', 60)), name='schedule_race_minutes_range'),
+            model_name="raceschedule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("race_minutes__gte", 1), ("race_minutes__lte", 60)),
+                name="schedule_race_minutes_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='raceschedule',
-            constraint=models.CheckConstraint(condition=models.Q(('ends_at__isnull', True), ('ends_at__gt', models.F('starts_at')), _connector='OR'), name='schedule_ends_after_start'),
+            model_name="raceschedule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("ends_at__isnull", True), ("ends_at__gt", models.F("starts_at")), _connector="OR"),
+                name="schedule_ends_after_start",
+            ),
         ),
         migrations.AddIndex(
-            model_name='race',
-            index=models.Index(fields=['race_class', 'starts_at'], name='races_race_race_cl_0c3139_idx'),
+            model_name="race",
+            index=models.Index(fields=["race_class", "starts_at"], name="races_race_race_cl_0c3139_idx"),
         ),
         migrations.AddIndex(
-            model_name='race',
-            index=models.Index(fields=['status', 'ends_at'], name='races_race_status_4ce865_idx'),
+            model_name="race",
+            index=models.Index(fields=["status", "ends_at"], name="races_race_status_4ce865_idx"),
         ),
         migrations.AddConstraint(
-            model_name='race',
-            constraint=models.CheckConstraint(condition=models.Q(('ends_at__gt', models.F('starts_at'))), name='race_ends_after_start'),
+            model_name="race",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("ends_at__gt", models.F("starts_at"))), name="race_ends_after_start"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='race',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'cancelled'), _negated=True), fields=('race_class', 'starts_at'), name='race_unique_class_start'),
+            model_name="race",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "cancelled"), _negated=True),
+                fields=("race_class", "starts_at"),
+                name="race_unique_class_start",
+            ),
         ),
     ]

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from races.models import Race, RaceClass, RaceSchedule, Racer
+from races.models import Race, RaceClass, Racer, RaceSchedule
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from races.models import RaceClass, RaceSchedule, Racer
+from races.models import RaceClass, Racer, RaceSchedule
 from races.services import floor_to_boundary, race_rotate
 
 DEMO_CLASSES = [
