@@ -1,0 +1,70 @@
+"""Fixtures for processors tests: a table made from processors/table/schema.py, a dead-letter queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from processors import config, deadletter
+from processors.table import ResultsTable, create_table, store
+from tests.processors.factories import LambdaContext
+
+TABLE_NAME = "alleycat-test"
+
+
+def _clear_caches() -> None:
+    config.get_config.cache_clear()
+    store.get_dynamodb_client.cache_clear()
+    store.get_results_table.cache_clear()
+    deadletter.get_sqs_client.cache_clear()
+    deadletter.dead_letter_queue_url.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_processor_caches() -> Iterator[None]:
+    # Config and clients are cached per process, as in Lambda; each test gets its own.
+    _clear_caches()
+    yield
+    _clear_caches()
+
+
+@pytest.fixture
+def dynamodb(aws: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("ALLEYCAT_TABLE", TABLE_NAME)
+    client = boto3.client("dynamodb")
+    create_table(client, TABLE_NAME)
+    return client
+
+
+@pytest.fixture
+def table(dynamodb: Any) -> ResultsTable:
+    return store.get_results_table()
+
+
+@pytest.fixture
+def dead_letter_queue(aws: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = boto3.client("sqs").create_queue(QueueName="alleycat-dead-letter")["QueueUrl"]
+    monkeypatch.setenv("ALLEYCAT_DEAD_LETTER_QUEUE_URL", url)
+    return url
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext()
+
+
+def receive_all(queue_url: str) -> list[dict[str, Any]]:
+    """Every message in the queue (short polls until empty)."""
+    sqs = boto3.client("sqs")
+    messages: list[dict[str, Any]] = []
+    while True:
+        response = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+        )
+        batch = response.get("Messages", [])
+        if not batch:
+            return messages
+        messages.extend(batch)

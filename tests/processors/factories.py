@@ -1,0 +1,155 @@
+"""Builders for bike messages and Lambda events (Kinesis with tumbling window, DynamoDB streams)."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/alleycat-bikes"
+SHARD_ID = "shardId-000000000000"
+_sequence = itertools.count(49590338271490256608559692538361571095921575989136588898)
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / name).read_text())
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "alleycat-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:alleycat-test"
+    aws_request_id: str = "52fdfc07-2182-454f-963f-5f0f9a621d72"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def message(
+    *,
+    race_id: int = 7,
+    racer_id: int = 1,
+    second: int = 1,
+    cadence: float = 80,
+    resistance: float = 50,
+    class_id: int = 3,
+    event: str = "update",
+    name: str | None = None,
+    uuid: str | None = None,
+    device_ts: int | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event": event,
+        "deviceTimestamp": device_ts if device_ts is not None else 1_764_172_800_000 + second * 1000,
+        "second": second,
+        "raceId": race_id,
+        "name": name if name is not None else f"Racer {racer_id}",
+        "racerId": racer_id,
+        "classId": class_id,
+        "cadence": cadence,
+        "resistance": resistance,
+    }
+    if uuid is not None:
+        body["uuid"] = uuid
+    return body
+
+
+def kinesis_record(body: dict[str, Any] | bytes | str, *, partition_key: str = "7") -> dict[str, Any]:
+    """A Kinesis record as Lambda delivers it; ``str`` bodies are used as the base64 data verbatim."""
+    if isinstance(body, dict):
+        data = base64.b64encode(orjson.dumps(body)).decode()
+    elif isinstance(body, bytes):
+        data = base64.b64encode(body).decode()
+    else:
+        data = body
+    sequence = str(next(_sequence))
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": partition_key,
+            "sequenceNumber": sequence,
+            "data": data,
+            "approximateArrivalTimestamp": 1764172800.123,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"{SHARD_ID}:{sequence}",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/alleycat-aggregator",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": STREAM_ARN,
+    }
+
+
+def kinesis_event(
+    records: list[dict[str, Any]],
+    *,
+    state: dict[str, Any] | None = None,
+    window: bool = True,
+    final: bool = False,
+    terminated_early: bool = False,
+) -> dict[str, Any]:
+    """A Kinesis event; with ``window`` it carries the tumbling-window fields."""
+    event: dict[str, Any] = {"Records": records}
+    if window:
+        event.update(
+            {
+                "window": {"start": "2025-11-26T16:00:00Z", "end": "2025-11-26T16:00:01Z"},
+                "state": state if state is not None else {},
+                "shardId": SHARD_ID,
+                "eventSourceARN": STREAM_ARN,
+                "isFinalInvokeForWindow": final,
+                "isWindowTerminatedEarly": terminated_early,
+            }
+        )
+    return event
+
+
+def to_lambda_image(image: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB-JSON image from boto3 (bytes for binaries) as Lambda's JSON event carries it (base64)."""
+
+    def convert(value: dict[str, Any]) -> dict[str, Any]:
+        ((kind, inner),) = value.items()
+        if kind == "B":
+            return {"B": base64.b64encode(bytes(inner)).decode()}
+        if kind == "M":
+            return {"M": {key: convert(element) for key, element in inner.items()}}
+        if kind == "L":
+            return {"L": [convert(element) for element in inner]}
+        return value
+
+    return {name: convert(value) for name, value in image.items()}
+
+
+def stream_record(
+    old_image: dict[str, Any] | None, new_image: dict[str, Any] | None, *, sequence: int = 1
+) -> dict[str, Any]:
+    """A DynamoDB stream record (Lambda event shape) of the table."""
+    image = new_image or old_image or {}
+    change: dict[str, Any] = {
+        "ApproximateCreationDateTime": 1764172800,
+        "Keys": {"pk": image["pk"], "sk": image["sk"]},
+        "SequenceNumber": str(100000000000000000000 + sequence),
+        "SizeBytes": 1024,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if new_image is not None:
+        change["NewImage"] = to_lambda_image(new_image)
+    if old_image is not None:
+        change["OldImage"] = to_lambda_image(old_image)
+    return {
+        "eventID": f"{sequence:032x}",
+        "eventName": "MODIFY" if old_image and new_image else ("INSERT" if new_image else "REMOVE"),
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": change,
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/alleycat/stream/2025-11-26T16:00:00.000",
+    }
