@@ -34,7 +34,7 @@ def _fresh_processor_caches() -> Iterator[None]:
 @pytest.fixture
 def dynamodb(aws: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("ALLEYCAT_TABLE", TABLE_NAME)
-    client = boto3.client("dynamodb")
+    client = store.get_dynamodb_client()  # the table module's own client, so tests can hook its calls
     create_table(client, TABLE_NAME)
     return client
 

@@ -259,8 +259,9 @@ class TestAggregationProperties:
 
 class TestFoldAndApply:
     def test_fold_keeps_one_output_per_second_and_the_larger_on_conflict(self) -> None:
-        low = make_reading(device_ts=1, second=5, race_id=1, name="A", racer_id=1, class_id=1, cadence=10, resistance=0)
-        high = make_reading(device_ts=1, second=5, race_id=1, name="A", racer_id=1, class_id=1, cadence=90, resistance=0)
+        fields = {"device_ts": 1, "second": 5, "race_id": 1, "name": "A", "racer_id": 1, "class_id": 1, "resistance": 0}
+        low = make_reading(cadence=10, **fields)
+        high = make_reading(cadence=90, **fields)
         for order in ([low, high], [high, low]):
             state = fold_readings(new_state(), order)
             assert state["races"]["1"]["r"]["1"]["o"] == {"5": high.output}

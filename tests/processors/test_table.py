@@ -1,0 +1,304 @@
+"""The table module against moto: item shapes, A1-A5, cursors, batching, errors."""
+
+from __future__ import annotations
+
+import ast
+import base64
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+
+from processors.domain import RacerTotal, fold_readings, make_reading, new_state, output_of
+from processors.table import (
+    FinalResult,
+    InvalidCursor,
+    PersonalBest,
+    ResultsTable,
+    StoreUnavailable,
+    items,
+    schema,
+)
+from processors.table.store import get_results_table
+from tests.conftest import free_port
+
+PROCESSORS = Path(__file__).resolve().parents[2] / "processors"
+
+
+def pending(race_id: int, racer_seconds: dict[int, list[int]], *, final: set[int] = frozenset(), name: str = "R"):
+    readings = [
+        make_reading(
+            event="final" if racer_id in final and second == max(seconds) else "update",
+            device_ts=10_000 + second,
+            second=second,
+            race_id=race_id,
+            name=f"{name}{racer_id}",
+            racer_id=racer_id,
+            class_id=3,
+            cadence=80 + racer_id,
+            resistance=50,
+        )
+        for racer_id, seconds in racer_seconds.items()
+        for second in seconds
+    ]
+    return fold_readings(new_state(), readings)["races"][str(race_id)]["r"]
+
+
+def result(race_id: int, racer_id: int, score: float, class_id: int = 3) -> FinalResult:
+    return FinalResult(race_id, class_id, racer_id, f"R{racer_id}", score, 300, 1_764_172_800_000 + race_id)
+
+
+class TestSchema:
+    def test_table_created_from_schema_has_indexes_and_stream(self, dynamodb: Any) -> None:
+        description = dynamodb.describe_table(TableName="alleycat-test")["Table"]
+        assert description["KeySchema"] == schema.KEY_SCHEMA
+        assert {index["IndexName"] for index in description["GlobalSecondaryIndexes"]} == {"gsi1", "gsi2"}
+        assert description["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+
+    def test_create_table_is_idempotent(self, dynamodb: Any) -> None:
+        arn = schema.create_table(dynamodb, "alleycat-test")
+        assert arn.startswith("arn:aws:dynamodb:")
+
+
+class TestLiveItem:
+    def test_a1_live_standings_ranked(self, table: ResultsTable) -> None:
+        assert table.live_standings(7) is None
+        table.merge_live(7, 3, pending(7, {1: [1, 2, 3], 2: [1, 2, 3, 4], 3: [1, 2, 3]}, final={2}), now_ms=123)
+        live = table.live_standings(7)
+        assert live is not None
+        assert (live.race_id, live.class_id, live.version, live.updated_at_ms) == (7, 3, 1, 123)
+        assert [row.racer_id for row in live.rows] == [2, 3, 1]
+        top = live.rows[0]
+        assert top.score == pytest.approx(4 * output_of(82, 50))
+        assert (top.second, top.output, top.finished, top.name) == (4, output_of(82, 50), True, "R2")
+        assert not live.rows[1].finished
+
+    def test_merge_counts_each_second_once_across_windows(self, table: ResultsTable) -> None:
+        table.merge_live(7, 3, pending(7, {1: [1, 2, 3]}))
+        table.merge_live(7, 3, pending(7, {1: [3, 4]}))
+        outcome = table.merge_live(7, 3, pending(7, {1: [1, 2, 3, 4]}))
+        assert not outcome.written
+        live = table.live_standings(7)
+        assert live is not None and live.version == 2
+        assert live.rows[0].score == pytest.approx(4 * output_of(81, 50))
+
+    def test_stale_version_is_reread_and_merged(self, table: ResultsTable, dynamodb: Any) -> None:
+        # GIVEN another writer that has already put racer 2 between our read and our write
+        table.merge_live(7, 3, pending(7, {1: [1]}))
+        original_get = table._get
+        calls = {"n": 0}
+
+        def get_then_race(key: dict[str, Any], *, consistent: bool = False) -> dict[str, Any] | None:
+            item = original_get(key, consistent=consistent)
+            calls["n"] += 1
+            if calls["n"] == 1:
+                other = ResultsTable(dynamodb, "alleycat-test", b"k")
+                other.merge_live(7, 3, pending(7, {2: [1, 2]}))
+            return item
+
+        table._get = get_then_race  # type: ignore[method-assign]
+        # WHEN we merge racer 3 from a stale read
+        outcome = table.merge_live(7, 3, pending(7, {3: [1]}))
+        # THEN our put was rejected once, re-read, and nobody's racers are lost
+        assert outcome.written and outcome.attempts == 2
+        live = get_results_table().live_standings(7)
+        assert live is not None
+        assert {row.racer_id for row in live.rows} == {1, 2, 3}
+        assert live.version == 3
+
+    def test_thousand_racers_fit_in_one_item(self, table: ResultsTable, dynamodb: Any) -> None:
+        racers = {racer_id: list(range(1, 301)) for racer_id in range(1000)}
+        window = pending(7, racers, final=set(range(0, 1000, 2)), name="N" * 60)
+        outcome = table.merge_live(7, 3, window)
+        assert outcome.written and outcome.racers == 1000
+        assert outcome.item_bytes < 400 * 1024
+        live = table.live_standings(7)
+        assert live is not None and len(live.rows) == 1000
+        assert live.rows[0].racer_id == 999  # highest cadence
+
+    def test_hour_long_race_with_gaps_stays_under_the_item_limit(self) -> None:
+        seconds = 0
+        for second in range(1, 3601):
+            if second % 60:
+                seconds |= 1 << second
+        totals = {
+            racer_id: RacerTotal("N" * 64, 3600, 123_456_789_0, seconds, 3599, 470.25, 1_764_172_800_000)
+            for racer_id in range(1000)
+        }
+        item = items.live_item(7, 3, totals, version=99, updated_at_ms=1_764_172_800_000)
+        assert items.item_size(item) < 400 * 1024
+        assert items.live_totals(item) == totals
+
+
+class TestSecondsEncoding:
+    @pytest.mark.parametrize(
+        "seconds",
+        [[], [1], list(range(1, 301)), list(range(1, 3601)), list(range(1, 3601, 2)), [1, 2, 3, 100, 3600]],
+    )
+    def test_round_trip(self, seconds: list[int]) -> None:
+        bits = sum(1 << s for s in seconds)
+        encoded = items.encode_seconds(bits)
+        assert items.decode_seconds(encoded) == bits
+        assert len(encoded) <= 452
+
+    def test_contiguous_ride_is_tiny(self) -> None:
+        assert len(items.encode_seconds(sum(1 << s for s in range(1, 3601)))) == 5
+
+
+class TestResultsAndBests:
+    def test_a2_race_results_by_score_desc_with_pagination(self, table: ResultsTable) -> None:
+        scores = {racer_id: float(racer_id % 7) * 10 + 0.1234 for racer_id in range(60)}
+        table.put_final_results(result(7, racer_id, score) for racer_id, score in scores.items())
+        table.put_final_results([result(8, 1, 999.0)])  # another race
+        expected = sorted(scores, key=lambda racer_id: (-scores[racer_id], racer_id))
+        seen: list[int] = []
+        cursor = None
+        pages = 0
+        while True:
+            page = table.race_results(7, limit=25, cursor=cursor)
+            seen.extend(item.racer_id for item in page.items)
+            pages += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == expected
+        assert pages >= 3
+        top = table.race_results(7, limit=3)
+        assert [item.racer_id for item in top.items] == expected[:3]
+        assert top.items[0].score == scores[expected[0]]
+
+    def test_a4_racer_results_newest_first(self, table: ResultsTable) -> None:
+        table.put_final_results([result(race_id, 5, float(race_id)) for race_id in (3, 11, 7, 100)])
+        table.put_final_results([result(4, 6, 1.0)])
+        first = table.racer_results(5, limit=2)
+        assert [item.race_id for item in first.items] == [100, 11]
+        second = table.racer_results(5, limit=2, cursor=first.next_cursor)
+        assert [item.race_id for item in second.items] == [7, 3]
+
+    def test_final_results_written_in_batches_of_25(self, table: ResultsTable, dynamodb: Any) -> None:
+        calls: list[int] = []
+        dynamodb.meta.events.register(
+            "provide-client-params.dynamodb.BatchWriteItem",
+            lambda params, **_: calls.append(len(params["RequestItems"]["alleycat-test"])),
+        )
+        assert table.put_final_results(result(7, racer_id, 1.0) for racer_id in range(60)) == 60
+        assert calls == [25, 25, 10]
+
+    def test_a3_a5_personal_bests_only_if_greater(self, table: ResultsTable) -> None:
+        assert table.personal_best(3, 1) is None
+        written = table.put_personal_bests(
+            [PersonalBest(3, 1, "A", 100.0, 7), PersonalBest(3, 2, "B", 150.0, 7), PersonalBest(3, 1, "A", 120.0, 8)]
+        )
+        assert written == 2
+        assert table.personal_best(3, 1) == PersonalBest(3, 1, "A", 120.0, 8)
+        assert table.put_personal_bests([PersonalBest(3, 1, "A", 110.0, 9), PersonalBest(3, 1, "A", 120.0, 10)]) == 0
+        assert table.personal_best(3, 1) == PersonalBest(3, 1, "A", 120.0, 8)
+        table.put_personal_bests([PersonalBest(3, 3, "C", 130.0, 9), PersonalBest(4, 1, "A", 500.0, 9)])
+        board = table.class_leaderboard(3, limit=2)
+        assert [(best.racer_id, best.score) for best in board.items] == [(2, 150.0), (3, 130.0)]
+        rest = table.class_leaderboard(3, limit=2, cursor=board.next_cursor)
+        assert [(best.racer_id, best.score) for best in rest.items] == [(1, 120.0)]
+
+    def test_racer_race_seconds(self, table: ResultsTable) -> None:
+        assert table.racer_race_seconds(7, 1) == []
+        table.put_racer_race_seconds(7, 1, {1: 101.25, 2: 102.5, 4: 99.0})
+        table.put_racer_race_seconds(7, 1, {s: 100.0 + s / 10_000 for s in range(4, 251)})  # > 1 update
+        table.put_racer_race_seconds(7, 1, {1: 101.25})  # replay
+        seconds = table.racer_race_seconds(7, 1)
+        assert seconds[:4] == [101.25, 102.5, None, 100.0004]
+        assert len(seconds) == 250 and seconds[-1] == 100.025
+
+
+class TestCursors:
+    def test_forged_and_foreign_cursors_are_rejected(self, table: ResultsTable) -> None:
+        table.put_final_results(result(7, racer_id, float(racer_id)) for racer_id in range(5))
+        table.put_final_results(result(8, racer_id, float(racer_id)) for racer_id in range(5))
+        cursor = table.race_results(7, limit=2).next_cursor
+        assert cursor is not None
+        payload, signature = cursor.split(".")
+        key = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        key["gsi1pk"] = {"S": "RACE#8#RESULTS"}
+        tampered = base64.urlsafe_b64encode(orjson.dumps(key)).rstrip(b"=").decode() + "." + signature
+        for bad in (tampered, "garbage", "a.b.c", "", cursor + "x", "!!!.???"):
+            with pytest.raises(InvalidCursor):
+                table.race_results(7, limit=2, cursor=bad)
+        with pytest.raises(InvalidCursor):  # a valid cursor of another query
+            table.race_results(8, limit=2, cursor=cursor)
+        with pytest.raises(InvalidCursor):  # issued under another secret
+            ResultsTable(table._client, table.table_name, b"other secret").race_results(7, limit=2, cursor=cursor)
+        assert len(table.race_results(7, limit=2, cursor=cursor).items) == 2
+
+    def test_secret_comes_from_the_environment(self, table: ResultsTable, monkeypatch: pytest.MonkeyPatch) -> None:
+        table.put_final_results(result(7, racer_id, float(racer_id)) for racer_id in range(5))
+        cursor = table.race_results(7, limit=2).next_cursor
+        monkeypatch.setenv("ALLEYCAT_CURSOR_SECRET", "rotated")
+        from tests.processors.conftest import _clear_caches
+
+        _clear_caches()
+        with pytest.raises(InvalidCursor):
+            get_results_table().race_results(7, limit=2, cursor=cursor)
+
+    def test_limit_is_bounded(self, table: ResultsTable) -> None:
+        with pytest.raises(ValueError):
+            table.race_results(7, limit=0)
+        with pytest.raises(ValueError):
+            table.race_results(7, limit=1001)
+
+
+class TestUnavailable:
+    def test_unreachable_endpoint_raises_store_unavailable(self, aws: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+        table = get_results_table()
+        with pytest.raises(StoreUnavailable):
+            table.live_standings(1)
+        with pytest.raises(StoreUnavailable):
+            table.race_results(1)
+        with pytest.raises(StoreUnavailable):
+            table.put_final_results([result(1, 1, 1.0)])
+
+    def test_throttling_raises_store_unavailable(self, table: ResultsTable, dynamodb: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        def throttle(**_: Any) -> None:
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "GetItem"
+            )
+
+        dynamodb.meta.events.register("before-call.dynamodb.GetItem", throttle)
+        with pytest.raises(StoreUnavailable):
+            table.personal_best(1, 1)
+
+
+class TestNoScan:
+    def test_no_scan_in_processors_source(self) -> None:
+        for path in PROCESSORS.rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Attribute):
+                    assert node.attr not in {"scan", "Scan"}, f"{path}: uses {node.attr}"
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    assert node.value != "Scan", f"{path}: mentions Scan"
+
+    def test_every_access_pattern_avoids_scan(self, table: ResultsTable, dynamodb: Any) -> None:
+        operations: list[str] = []
+        dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: operations.append(model.name))
+        table.merge_live(7, 3, pending(7, {1: [1, 2]}, final={1}))
+        table.put_final_results([result(7, 1, 10.0)])
+        table.put_personal_bests([PersonalBest(3, 1, "R1", 10.0, 7)])
+        table.put_racer_race_seconds(7, 1, {1: 1.0})
+        table.live_standings(7)
+        table.race_results(7)
+        table.class_leaderboard(3)
+        table.racer_results(1)
+        table.personal_best(3, 1)
+        table.racer_race_seconds(7, 1)
+        assert "Scan" not in operations
+        assert set(operations) <= {"GetItem", "Query", "BatchGetItem", "PutItem", "UpdateItem", "BatchWriteItem"}
+        assert operations.count("Query") == 3
+
+
+def test_boto3_clients_reach_moto(aws: str) -> None:
+    # Sanity check that the fixture points boto3 at moto, not at AWS.
+    assert boto3.client("dynamodb").meta.endpoint_url == aws
