@@ -1,5 +1,27 @@
-"""API routes of the leaderboards app (mounted under /api/)."""
+"""API routes of the leaderboards app (mounted under /api/; /api/classes/ and current-race live in races)."""
+
+from django.urls import path
+
+from .apis import (
+    ClassHistoryApi,
+    ClassLeaderboardApi,
+    RaceDetailApi,
+    RaceListApi,
+    RaceLiveApi,
+    RacerDetailApi,
+    RaceResultsApi,
+    RacerResultsApi,
+)
 
 app_name = "leaderboards"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("races/", RaceListApi.as_view(), name="race-list"),
+    path("races/<int:race_id>/", RaceDetailApi.as_view(), name="race-detail"),
+    path("races/<int:race_id>/results/", RaceResultsApi.as_view(), name="race-results"),
+    path("races/<int:race_id>/live/", RaceLiveApi.as_view(), name="race-live"),
+    path("classes/<int:class_id>/leaderboard/", ClassLeaderboardApi.as_view(), name="class-leaderboard"),
+    path("classes/<int:class_id>/history/", ClassHistoryApi.as_view(), name="class-history"),
+    path("racers/<int:racer_id>/", RacerDetailApi.as_view(), name="racer-detail"),
+    path("racers/<int:racer_id>/results/", RacerResultsApi.as_view(), name="racer-results"),
+]

@@ -1,0 +1,426 @@
+"""Read-only REST API of results, live standings, all-time bests, history and racers (mounted at /api/).
+
+Anonymous reads, throttled (settings); writes are refused to all but staff by the default
+permission. Errors are JSON (``alleycat_site.exceptions``): the stores' errors are translated
+here — a forged cursor is a 400, an unreachable DynamoDB or S3 a 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import zlib
+from collections.abc import Iterator
+
+import orjson
+from botocore.exceptions import BotoCoreError, ClientError
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.utils import timezone
+from django.utils.http import parse_etags, quote_etag
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from alleycat_site.exceptions import ApplicationError, ServiceUnavailable
+from processors.table import InvalidCursor, StoreUnavailable
+from races.models import Race
+
+from . import integrations, selectors
+from .serializers import (
+    NOT_MODIFIED,
+    RETRY_AFTER,
+    PageFilterSerializer,
+    error_responses,
+    page_envelope,
+    paginated,
+)
+
+logger = logging.getLogger(__name__)
+
+INVALID_CURSOR = "This cursor was not issued for this list."
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+HISTORY_CACHE = "public, max-age=30, must-revalidate"
+PLAIN_ETAG_SUFFIX = "-identity"
+
+
+class StoreErrorsMixin:
+    """Turns the stores' errors into API errors before DRF's exception handler sees them."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, InvalidCursor | selectors.CursorError):
+            exc = ApplicationError(INVALID_CURSOR, code="invalid_cursor")
+        elif isinstance(exc, StoreUnavailable | integrations.HistoryUnavailable | BotoCoreError | ClientError):
+            logger.warning("Results store unavailable: %s", exc)
+            exc = ServiceUnavailable()
+        return super().handle_exception(exc)
+
+
+def _etag(data) -> str:
+    return quote_etag(hashlib.sha256(orjson.dumps(data)).hexdigest()[:32])
+
+
+def _etag_matches(request, etag: str) -> bool:
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    wanted = {tag.removeprefix("W/") for tag in parse_etags(header)}
+    return "*" in wanted or etag in wanted
+
+
+def _conditional(request, data, *, cache_control: str) -> Response:
+    """200 with a strong ETag, or 304 when the client's If-None-Match matches it."""
+    etag = _etag(data)
+    headers = {"ETag": etag, "Cache-Control": cache_control}
+    if _etag_matches(request, etag):
+        return Response(status=304, headers=headers)
+    return Response(data, headers=headers)
+
+
+def _race_or_404(race_id: int) -> Race:
+    race = selectors.race_get(race_id=race_id)
+    if race is None:
+        raise Http404("No race with this id.")
+    return race
+
+
+@extend_schema_serializer(component_name="Race")
+class RaceOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    class_id = serializers.IntegerField(source="race_class_id")
+    class_name = serializers.CharField(source="race_class.name")
+    starts_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField()
+    status = serializers.SerializerMethodField(help_text="scheduled, active, finished or cancelled (by the clock).")
+
+    def get_status(self, race: Race) -> str:
+        return race.state_at(self.context.get("now") or timezone.now())
+
+
+class RaceListApi(StoreErrorsMixin, APIView):
+    class FilterSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(min_value=1, max_value=200, default=50, help_text="Races per page, 1–200.")
+        cursor = serializers.CharField(required=False, max_length=1024, help_text="next_cursor of the previous page.")
+        status = serializers.ChoiceField(choices=Race.Status.choices, required=False, help_text="By the clock.")
+        since = serializers.DateTimeField(required=False, help_text="Races starting at or after (ISO 8601).")
+        until = serializers.DateTimeField(required=False, help_text="Races starting before (ISO 8601).")
+
+        def get_fields(self):
+            # "class" is a Python keyword: add the query parameter by name.
+            fields = super().get_fields()
+            fields["class"] = serializers.IntegerField(min_value=1, required=False, help_text="Race class id.")
+            return fields
+
+        def validate(self, attrs):
+            if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+                raise serializers.ValidationError({"until": "Must be after since."})
+            return attrs
+
+    OutputSerializer = RaceOutputSerializer
+
+    @extend_schema(
+        operation_id="races_list",
+        summary="List races",
+        description="Races newest first (start time desc), cursor-paginated. One SQL query per page.",
+        parameters=[FilterSerializer],
+        responses={200: paginated("RacePage", RaceOutputSerializer), **error_responses(400)},
+    )
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = filters.validated_data
+        now = timezone.now()
+        races, next_cursor = selectors.race_list(
+            class_id=params.get("class"),
+            status=params.get("status"),
+            since=params.get("since"),
+            until=params.get("until"),
+            limit=params["limit"],
+            cursor=params.get("cursor"),
+            now=now,
+        )
+        return Response(page_envelope(request, races, next_cursor, self.OutputSerializer, context={"now": now}))
+
+
+class RaceDetailApi(StoreErrorsMixin, APIView):
+    @extend_schema_serializer(component_name="RaceDetail")
+    class OutputSerializer(RaceOutputSerializer):
+        seconds_remaining = serializers.SerializerMethodField()
+
+        def get_seconds_remaining(self, race: Race) -> int:
+            now = self.context.get("now") or timezone.now()
+            return max(0, int((race.ends_at - now).total_seconds()))
+
+    @extend_schema(
+        summary="One race",
+        responses={200: OutputSerializer, **error_responses(404)},
+    )
+    def get(self, request, race_id: int):
+        race = _race_or_404(race_id)
+        return Response(self.OutputSerializer(race, context={"now": timezone.now()}).data)
+
+
+class RaceResultsApi(StoreErrorsMixin, APIView):
+    class FilterSerializer(PageFilterSerializer):
+        pass
+
+    @extend_schema_serializer(component_name="RaceResult")
+    class OutputSerializer(serializers.Serializer):
+        rank = serializers.IntegerField(allow_null=True, help_text="1-based across pages; null for DNF rows.")
+        racer_id = serializers.IntegerField()
+        name = serializers.CharField()
+        score = serializers.FloatField()
+        second = serializers.IntegerField(help_text="The racer's last second.")
+        status = serializers.ChoiceField(choices=[selectors.STATUS_FINISHED, selectors.STATUS_DNF])
+        finished_at = serializers.IntegerField(
+            source="finished_at_ms", allow_null=True, help_text="Device time of the final message, ms since epoch."
+        )
+
+    @extend_schema(
+        summary="Results of a race",
+        description=(
+            "Final results by score (desc; ties by racer id asc) with ranks that continue across pages. "
+            "Once the race has ended, racers without a final message follow as DNF rows (status dnf, rank null) "
+            "with their last known score. Results of a race that ended more than a couple of minutes ago never "
+            "change: they carry a strong ETag and a one-year Cache-Control, and If-None-Match gives 304. "
+            "Other results carry an ETag with Cache-Control no-cache."
+        ),
+        parameters=[FilterSerializer],
+        responses={
+            200: paginated("RaceResultPage", OutputSerializer),
+            304: NOT_MODIFIED,
+            **error_responses(400, 404, 503),
+        },
+    )
+    def get(self, request, race_id: int):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        race = _race_or_404(race_id)
+        now = timezone.now()
+        rows, next_cursor = selectors.race_results_page(
+            race=race, limit=filters.validated_data["limit"], cursor=filters.validated_data.get("cursor"), now=now
+        )
+        body = page_envelope(request, rows, next_cursor, self.OutputSerializer)
+        settled = selectors.race_results_settled(race=race, now=now)
+        return _conditional(request, body, cache_control=IMMUTABLE if settled else REVALIDATE)
+
+
+@extend_schema_serializer(component_name="LiveRow")
+class LiveRowSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    racer_id = serializers.IntegerField()
+    name = serializers.CharField()
+    score = serializers.FloatField()
+    second = serializers.IntegerField(help_text="Latest second.")
+    output = serializers.FloatField(help_text="Output at the latest second.")
+    finished = serializers.BooleanField()
+
+
+class RaceLiveApi(StoreErrorsMixin, APIView):
+    class FilterSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(min_value=1, max_value=1000, default=100, help_text="Top rows, 1–1000.")
+        racer = serializers.IntegerField(min_value=0, required=False, help_text="Also return this racer's own row.")
+
+    @extend_schema_serializer(component_name="LiveStandings")
+    class OutputSerializer(serializers.Serializer):
+        race_id = serializers.IntegerField()
+        class_id = serializers.IntegerField()
+        version = serializers.IntegerField(help_text="Grows with every change of the live item; 0 before any.")
+        updated_at = serializers.IntegerField(source="updated_at_ms", allow_null=True, help_text="ms since epoch.")
+        total = serializers.IntegerField(help_text="Racers in the race (rows holds at most limit of them).")
+        rows = LiveRowSerializer(many=True, help_text="Top rows, score desc, racer id asc.")
+        racer = LiveRowSerializer(source="racer_row", allow_null=True, help_text="The ?racer= row, or null.")
+
+    @extend_schema(
+        summary="Live standings of a race",
+        description=(
+            "The current snapshot of the race's live item (one read): the top rows ranked by score desc, "
+            "racer id asc, the total count, and the ?racer= row wherever it ranks. Empty before any reading."
+        ),
+        parameters=[FilterSerializer],
+        responses={200: OutputSerializer, **error_responses(400, 404, 503)},
+    )
+    def get(self, request, race_id: int):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        race = _race_or_404(race_id)
+        snapshot = selectors.live_snapshot_get(
+            race=race, top=filters.validated_data["limit"], racer_id=filters.validated_data.get("racer")
+        )
+        return Response(self.OutputSerializer(snapshot).data, headers={"Cache-Control": "no-store"})
+
+
+class ClassLeaderboardApi(StoreErrorsMixin, APIView):
+    class FilterSerializer(PageFilterSerializer):
+        pass
+
+    @extend_schema_serializer(component_name="LeaderboardRow")
+    class OutputSerializer(serializers.Serializer):
+        rank = serializers.IntegerField(help_text="1-based across pages.")
+        racer_id = serializers.IntegerField()
+        name = serializers.CharField()
+        score = serializers.FloatField(help_text="The racer's best final score in this class.")
+        race_id = serializers.IntegerField(help_text="The race of that best.")
+
+    @extend_schema(
+        summary="All-time leaderboard of a class",
+        description="Each racer's best final score in the class, desc (ties by racer id asc), cursor-paginated.",
+        parameters=[FilterSerializer],
+        responses={200: paginated("LeaderboardPage", OutputSerializer), **error_responses(400, 404, 503)},
+    )
+    def get(self, request, class_id: int):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        if not selectors.class_exists(class_id=class_id):
+            raise Http404("No race class with this id.")
+        rows, next_cursor = selectors.class_leaderboard_page(
+            class_id=class_id, limit=filters.validated_data["limit"], cursor=filters.validated_data.get("cursor")
+        )
+        return Response(page_envelope(request, rows, next_cursor, self.OutputSerializer))
+
+
+def _accepts_gzip(request) -> bool:
+    for part in request.headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    for chunk in chunks:
+        data = decompressor.decompress(chunk)
+        if data:
+            yield data
+    tail = decompressor.flush()
+    if tail:
+        yield tail
+
+
+def _stored_etag(request, *, gzip: bool) -> str | None:
+    """The S3 ETag a client's If-None-Match names for this representation (gzip or identity)."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return None
+    for tag in parse_etags(header):
+        tag = tag.removeprefix("W/")
+        if gzip and not tag.endswith(PLAIN_ETAG_SUFFIX + '"'):
+            return tag
+        if not gzip and tag.endswith(PLAIN_ETAG_SUFFIX + '"'):
+            return tag[: -len(PLAIN_ETAG_SUFFIX) - 1] + '"'
+    return None
+
+
+def _representation_etag(stored: str, *, gzip: bool) -> str:
+    return stored if gzip else stored[:-1] + PLAIN_ETAG_SUFFIX + '"'
+
+
+class ClassHistoryApi(StoreErrorsMixin, APIView):
+    @extend_schema(
+        summary="Per-second personal bests of a class (the All time ghost)",
+        description=(
+            'The history object `{"classId", "updatedAt", "racers": {"<racerId>": [output per second, null where '
+            "never seen]}}` where index i is second i + 1. Sent gzip-compressed as stored (Content-Encoding: gzip) "
+            "when the request accepts gzip, else decompressed. Before any history exists the body is "
+            '`{"classId", "updatedAt": null, "racers": {}}`. ETag + If-None-Match (304).'
+        ),
+        parameters=[
+            OpenApiParameter("Accept-Encoding", OpenApiTypes.STR, OpenApiParameter.HEADER, description="gzip"),
+            OpenApiParameter(
+                "Content-Encoding", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200], description="gzip"
+            ),
+            RETRY_AFTER,
+        ],
+        responses={
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="The history object."),
+            304: NOT_MODIFIED,
+            **error_responses(404, 503),
+        },
+    )
+    def get(self, request, class_id: int):
+        if not selectors.class_exists(class_id=class_id):
+            raise Http404("No race class with this id.")
+        gzip = _accepts_gzip(request)
+        history = integrations.history_object_get(class_id=class_id, if_none_match=_stored_etag(request, gzip=gzip))
+        if history is None:
+            body = orjson.dumps({"classId": class_id, "updatedAt": None, "racers": {}})
+            response = HttpResponse(body, content_type="application/json")
+            response["Cache-Control"] = HISTORY_CACHE
+            return response
+        if history.not_modified:
+            response = HttpResponse(status=304)
+        elif gzip:
+            response = StreamingHttpResponse(history.chunks, content_type="application/json")
+            response["Content-Encoding"] = "gzip"
+            if history.content_length is not None:
+                response["Content-Length"] = str(history.content_length)
+        else:
+            response = StreamingHttpResponse(_gunzip(history.chunks), content_type="application/json")
+        if history.etag:
+            response["ETag"] = _representation_etag(history.etag, gzip=gzip)
+        response["Cache-Control"] = HISTORY_CACHE
+        response["Vary"] = "Accept-Encoding"
+        return response
+
+
+@extend_schema_serializer(component_name="PersonalBest")
+class PersonalBestSerializer(serializers.Serializer):
+    class_id = serializers.IntegerField()
+    class_name = serializers.CharField()
+    score = serializers.FloatField()
+    race_id = serializers.IntegerField()
+
+
+class RacerDetailApi(StoreErrorsMixin, APIView):
+    @extend_schema_serializer(component_name="Racer")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField(source="racer_id")
+        name = serializers.CharField()
+        registered = serializers.BooleanField(help_text="False for a racer known only from results.")
+        personal_bests = PersonalBestSerializer(source="bests", many=True, help_text="One per class raced.")
+
+    @extend_schema(
+        summary="One racer and their personal bests",
+        description="A registered racer, or one known from results only. Personal best per class (one read each).",
+        responses={200: OutputSerializer, **error_responses(404, 503)},
+    )
+    def get(self, request, racer_id: int):
+        profile = selectors.racer_profile_get(racer_id=racer_id)
+        if profile is None:
+            raise Http404("No racer with this id.")
+        return Response(self.OutputSerializer(profile).data)
+
+
+class RacerResultsApi(StoreErrorsMixin, APIView):
+    class FilterSerializer(PageFilterSerializer):
+        pass
+
+    @extend_schema_serializer(component_name="RacerResult")
+    class OutputSerializer(serializers.Serializer):
+        race_id = serializers.IntegerField()
+        class_id = serializers.IntegerField()
+        class_name = serializers.CharField(allow_null=True)
+        name = serializers.CharField(help_text="The name the racer rode under.")
+        score = serializers.FloatField()
+        second = serializers.IntegerField(help_text="Last second ridden.")
+        finished_at = serializers.IntegerField(source="finished_at_ms", help_text="ms since epoch.")
+
+    @extend_schema(
+        summary="A racer's results",
+        description="Final results across races, newest race first, cursor-paginated.",
+        parameters=[FilterSerializer],
+        responses={200: paginated("RacerResultPage", OutputSerializer), **error_responses(400, 404, 503)},
+    )
+    def get(self, request, racer_id: int):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        cursor = filters.validated_data.get("cursor")
+        rows, next_cursor = selectors.racer_results_page(
+            racer_id=racer_id, limit=filters.validated_data["limit"], cursor=cursor
+        )
+        if not rows and cursor is None and not selectors.racer_exists(racer_id=racer_id):
+            raise Http404("No racer with this id.")
+        return Response(page_envelope(request, rows, next_cursor, self.OutputSerializer))

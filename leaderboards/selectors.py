@@ -1,0 +1,361 @@
+"""Reads for the leaderboards: the schedule (SQL) combined with results (DynamoDB) and history (S3).
+
+DynamoDB is read only through ``processors.table``; S3 only through ``leaderboards.integrations``.
+Errors are the stores' own (``InvalidCursor``, ``StoreUnavailable``, ``HistoryUnavailable``,
+``CursorError``); the API layer turns them into HTTP answers.
+
+Pagination: every list takes ``limit`` and an opaque ``cursor`` and returns ``next_cursor``
+(``None`` on the last page). Cursors that carry our own state (a rank offset, a phase) are
+signed with Django's ``Signer`` and bound to their query, so a forged or foreign cursor is a
+``CursorError`` (HTTP 400), never a wrong page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from processors.table import FinalResult, LiveStandings, ResultsTable, get_results_table
+from races.models import Race, RaceClass, Racer
+
+# Results of a race may still change a little after its end (late seconds, the finals
+# handler's lag); after this they never change and are served as immutable.
+RESULTS_SETTLE = timedelta(seconds=getattr(settings, "ALLEYCAT_RESULTS_SETTLE_SECONDS", 120))
+
+STATUS_DNF = "dnf"
+STATUS_FINISHED = "finished"
+
+
+class CursorError(ValueError):
+    """A cursor we did not issue for this query (forged, foreign, corrupt): HTTP 400."""
+
+
+def results_table() -> ResultsTable:
+    return get_results_table()
+
+
+def _sign(scope: str, state: dict[str, Any]) -> str:
+    return signing.Signer(salt=f"leaderboards.cursor.{scope}").sign_object(state, compress=True)
+
+
+def _unsign(scope: str, cursor: str) -> dict[str, Any]:
+    try:
+        state = signing.Signer(salt=f"leaderboards.cursor.{scope}").unsign_object(cursor)
+    except (signing.BadSignature, ValueError, TypeError) as exc:
+        raise CursorError("This cursor was not issued for this list.") from exc
+    if not isinstance(state, dict):
+        raise CursorError("This cursor was not issued for this list.")
+    return state
+
+
+# --- races (SQL) -------------------------------------------------------------------------
+
+
+def race_list(
+    *,
+    class_id: int | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    now: datetime | None = None,
+) -> tuple[list[Race], str | None]:
+    """Races newest first (starts_at desc, id desc) and the next cursor: one query.
+
+    ``status`` is judged by the clock, as ``Race.state_at`` does: a stale stored status never
+    hides a race that is running now. ``since``/``until`` bound ``starts_at`` (>= / <).
+    """
+    now = now or timezone.now()
+    races: QuerySet[Race] = Race.objects.select_related("race_class").order_by("-starts_at", "-id")
+    if class_id is not None:
+        races = races.filter(race_class_id=class_id)
+    if status == Race.Status.CANCELLED:
+        races = races.filter(status=Race.Status.CANCELLED)
+    elif status:
+        races = races.not_cancelled()
+        if status == Race.Status.SCHEDULED:
+            races = races.filter(starts_at__gt=now)
+        elif status == Race.Status.ACTIVE:
+            races = races.filter(starts_at__lte=now, ends_at__gt=now)
+        elif status == Race.Status.FINISHED:
+            races = races.filter(ends_at__lte=now)
+    if since is not None:
+        races = races.filter(starts_at__gte=since)
+    if until is not None:
+        races = races.filter(starts_at__lt=until)
+    if cursor:
+        state = _unsign("races", cursor)
+        after = parse_datetime(str(state.get("s", "")))
+        after_id = state.get("i")
+        if after is None or not isinstance(after_id, int):
+            raise CursorError("This cursor was not issued for this list.")
+        races = races.filter(Q(starts_at__lt=after) | Q(starts_at=after, id__lt=after_id))
+    page = list(races[: limit + 1])
+    next_cursor = None
+    if len(page) > limit:
+        page = page[:limit]
+        last = page[-1]
+        next_cursor = _sign("races", {"s": last.starts_at.isoformat(), "i": last.pk})
+    return page, next_cursor
+
+
+def race_get(*, race_id: int) -> Race | None:
+    return Race.objects.select_related("race_class").filter(pk=race_id).first()
+
+
+def race_results_settled(*, race: Race, now: datetime | None = None) -> bool:
+    """True once the race's results can no longer change (served with a long cache lifetime)."""
+    now = now or timezone.now()
+    return race.status != Race.Status.CANCELLED and now >= race.ends_at + RESULTS_SETTLE
+
+
+# --- race results (A2 + DNF from A1) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One row of a race's results. ``rank`` is ``None`` for a DNF row."""
+
+    rank: int | None
+    racer_id: int
+    name: str
+    score: float
+    second: int
+    status: str
+    finished_at_ms: int | None
+
+
+def _dnf_rows(table: ResultsTable, race_id: int) -> list[ResultRow]:
+    live = table.live_standings(race_id)
+    if live is None:
+        return []
+    return [
+        ResultRow(None, row.racer_id, row.name, row.score, row.second, STATUS_DNF, None)
+        for row in live.rows
+        if not row.finished
+    ]
+
+
+def race_results_page(
+    *, race: Race, limit: int = 100, cursor: str | None = None, now: datetime | None = None
+) -> tuple[list[ResultRow], str | None]:
+    """Final results score desc (ties: racer id asc) with ranks 1, 2, …; then, once the race
+    has ended, DNF rows (racers of the live item without a "final" message, last known score
+    desc, no rank). Ranks continue across pages: the cursor carries the rank offset.
+
+    Reads: one Query per page of finals; the live item (one GetItem) only on pages that reach
+    the DNF rows.
+    """
+    now = now or timezone.now()
+    table = results_table()
+    scope = f"results.{race.pk}"
+    state = _unsign(scope, cursor) if cursor else {"p": "f", "c": None, "o": 0}
+    phase, offset = state.get("p"), state.get("o")
+    if phase not in ("f", "d") or not isinstance(offset, int) or offset < 0:
+        raise CursorError("This cursor was not issued for this list.")
+    ended = now >= race.ends_at
+
+    if phase == "d":
+        dnf = _dnf_rows(table, race.pk)
+        rows = dnf[offset : offset + limit]
+        more = len(dnf) > offset + limit
+        return rows, _sign(scope, {"p": "d", "o": offset + limit}) if more else None
+
+    inner = state.get("c")
+    if inner is not None and not isinstance(inner, str):
+        raise CursorError("This cursor was not issued for this list.")
+    page = table.race_results(race.pk, limit=limit, cursor=inner)
+    rows = [_final_row(offset + index + 1, result) for index, result in enumerate(page.items)]
+    if page.next_cursor:
+        return rows, _sign(scope, {"p": "f", "c": page.next_cursor, "o": offset + len(rows)})
+    if not ended:
+        return rows, None
+    dnf = _dnf_rows(table, race.pk)
+    room = limit - len(rows)
+    rows.extend(dnf[:room])
+    return rows, _sign(scope, {"p": "d", "o": room}) if len(dnf) > room else None
+
+
+def _final_row(rank: int, result: FinalResult) -> ResultRow:
+    return ResultRow(
+        rank, result.racer_id, result.name, result.score, result.second, STATUS_FINISHED, result.finished_at_ms
+    )
+
+
+# --- live standings (A1) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RankedLiveRow:
+    rank: int
+    racer_id: int
+    name: str
+    score: float
+    second: int
+    output: float
+    finished: bool
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """Bounded live standings: the top ``rows``, ``total`` racers, and one racer's own row."""
+
+    race_id: int
+    class_id: int
+    version: int
+    updated_at_ms: int | None
+    total: int
+    rows: list[RankedLiveRow]
+    racer_row: RankedLiveRow | None
+
+
+def live_snapshot_from_standings(
+    standings: LiveStandings | None, *, race_id: int, class_id: int, top: int, racer_id: int | None = None
+) -> LiveSnapshot:
+    if standings is None:
+        return LiveSnapshot(race_id, class_id, 0, None, 0, [], None)
+    ranked = [
+        RankedLiveRow(rank, row.racer_id, row.name, row.score, row.second, row.output, row.finished)
+        for rank, row in enumerate(standings.rows, start=1)
+    ]
+    own = next((row for row in ranked if row.racer_id == racer_id), None) if racer_id is not None else None
+    return LiveSnapshot(
+        race_id=standings.race_id,
+        class_id=standings.class_id,
+        version=standings.version,
+        updated_at_ms=standings.updated_at_ms,
+        total=len(ranked),
+        rows=ranked[:top],
+        racer_row=own,
+    )
+
+
+def live_snapshot_get(*, race: Race, top: int = 100, racer_id: int | None = None) -> LiveSnapshot:
+    """The race's live standings (one GetItem), bounded to the top rows plus ``racer_id``'s row."""
+    standings = results_table().live_standings(race.pk)
+    return live_snapshot_from_standings(
+        standings, race_id=race.pk, class_id=race.race_class_id, top=top, racer_id=racer_id
+    )
+
+
+# --- class leaderboard (A3) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    rank: int
+    racer_id: int
+    name: str
+    score: float
+    race_id: int
+
+
+def class_exists(*, class_id: int) -> bool:
+    return RaceClass.objects.filter(pk=class_id).exists()
+
+
+def class_leaderboard_page(
+    *, class_id: int, limit: int = 100, cursor: str | None = None
+) -> tuple[list[LeaderboardRow], str | None]:
+    """Each racer's best final score in the class, desc (ties: racer id asc), ranked across pages."""
+    scope = f"leaderboard.{class_id}"
+    state = _unsign(scope, cursor) if cursor else {"c": None, "o": 0}
+    inner, offset = state.get("c"), state.get("o")
+    if (inner is not None and not isinstance(inner, str)) or not isinstance(offset, int) or offset < 0:
+        raise CursorError("This cursor was not issued for this list.")
+    page = results_table().class_leaderboard(class_id, limit=limit, cursor=inner)
+    rows = [
+        LeaderboardRow(offset + index + 1, best.racer_id, best.name, best.score, best.race_id)
+        for index, best in enumerate(page.items)
+    ]
+    next_cursor = _sign(scope, {"c": page.next_cursor, "o": offset + len(rows)}) if page.next_cursor else None
+    return rows, next_cursor
+
+
+# --- racers (SQL + A4/A5) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersonalBestRow:
+    class_id: int
+    class_name: str
+    score: float
+    race_id: int
+
+
+@dataclass(frozen=True)
+class RacerProfile:
+    racer_id: int
+    name: str
+    registered: bool
+    bests: list[PersonalBestRow]
+
+
+def racer_profile_get(*, racer_id: int) -> RacerProfile | None:
+    """A racer and their personal best in each class, or ``None`` for an unknown racer.
+
+    A racer is known when registered (SQL) or when they have at least one final result: bikes
+    and the simulator may race under ids staff never registered. Reads: two queries, one
+    GetItem per class (A5), plus one Query for an unregistered racer.
+    """
+    racer = Racer.objects.filter(pk=racer_id).first()
+    table = results_table()
+    if racer is not None:
+        name, registered = racer.name, True
+    else:
+        latest = table.racer_results(racer_id, limit=1).items
+        if not latest:
+            return None
+        name, registered = latest[0].name, False
+    bests = []
+    for race_class in RaceClass.objects.order_by("display_order", "name"):
+        best = table.personal_best(race_class.pk, racer_id)
+        if best is not None:
+            bests.append(PersonalBestRow(race_class.pk, race_class.name, best.score, best.race_id))
+    return RacerProfile(racer_id=racer_id, name=name, registered=registered, bests=bests)
+
+
+def racer_exists(*, racer_id: int) -> bool:
+    return Racer.objects.filter(pk=racer_id).exists()
+
+
+@dataclass(frozen=True)
+class RacerResultRow:
+    race_id: int
+    class_id: int
+    class_name: str | None
+    name: str
+    score: float
+    second: int
+    finished_at_ms: int
+
+
+def racer_results_page(
+    *, racer_id: int, limit: int = 100, cursor: str | None = None
+) -> tuple[list[RacerResultRow], str | None]:
+    """A racer's final results, newest race first (the table's own signed cursor): one Query,
+    one SQL query for the class names."""
+    page = results_table().racer_results(racer_id, limit=limit, cursor=cursor)
+    class_ids = {result.class_id for result in page.items}
+    names = dict(RaceClass.objects.filter(pk__in=class_ids).values_list("pk", "name")) if class_ids else {}
+    rows = [
+        RacerResultRow(
+            result.race_id,
+            result.class_id,
+            names.get(result.class_id),
+            result.name,
+            result.score,
+            result.second,
+            result.finished_at_ms,
+        )
+        for result in page.items
+    ]
+    return rows, page.next_cursor
