@@ -1,0 +1,131 @@
+"""History: S3 object-created events of Firehose objects in the delivery bucket.
+
+Each object is GZIP newline-delimited JSON (the transformer's output). For all objects of the
+event together, the handler
+
+1. writes each racer's output per second in each race through the table module
+   (``ResultsTable.put_race_seconds``, one idempotent UpdateItem per racer and race), and
+2. merges the per-second personal bests into ``class-<id>.json.gz`` in the history bucket
+   (``processors.history_store.merge_class_history``: conditional put on the ETag, retried on conflict).
+
+Both steps are idempotent, so a retried invocation or a replayed object leaves S3 and DynamoDB as
+they were. Keys in the event are URL-encoded (``unquote_plus``). Objects under the error prefix
+(``processing-failed/``) are not bike messages and are skipped; a line that is not a valid message
+goes to the dead-letter queue with ``s3://bucket/key`` and its line number. Anything else that
+fails (S3 or DynamoDB unreachable) raises: Lambda retries the asynchronous invoke and then sends
+the event to the on-failure destination (the dead-letter queue), so no object is lost silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+
+from processors.deadletter import DeadLetter, send_dead_letters
+from processors.domain import BadRecord, Reading, decode_reading
+from processors.history_store import best_outputs, get_s3_client, history_bucket, merge_class_history
+from processors.observability import count, logger, metrics
+from processors.table import get_results_table
+
+HANDLER = "history"
+ERROR_OUTPUT_PREFIX = "processing-failed/"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _lines(body: bytes) -> Iterator[bytes]:
+    data = gzip.decompress(body) if body[:2] == GZIP_MAGIC else body
+    for line in data.split(b"\n"):
+        if line.strip():
+            yield line
+
+
+def race_seconds(readings: list[Reading]) -> dict[int, dict[int, dict[int, float]]]:
+    """race -> racer -> second -> output (the larger one if a second came twice with different outputs)."""
+    races: dict[int, dict[int, dict[int, float]]] = {}
+    for reading in readings:
+        seconds = races.setdefault(reading.race_id, {}).setdefault(reading.racer_id, {})
+        previous = seconds.get(reading.second)
+        if previous is None or reading.output > previous:
+            seconds[reading.second] = reading.output
+    return races
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(correlation_id_path="Records[0].s3.object.key", clear_state=True)
+@event_source(data_class=S3Event)
+def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    s3 = get_s3_client()
+    readings: list[Reading] = []
+    letters: list[DeadLetter] = []
+    objects = skipped = 0
+    for record in event.records:
+        bucket = record.s3.bucket.name
+        key = unquote_plus(record.s3.get_object.key)
+        source = f"s3://{bucket}/{key}"
+        if not record.event_name.startswith("ObjectCreated") or key.startswith(ERROR_OUTPUT_PREFIX):
+            skipped += 1
+            continue
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+                raise
+            logger.warning("delivered object is gone", extra={"object": source})
+            skipped += 1
+            continue
+        objects += 1
+        try:
+            lines = list(_lines(body))
+        except (OSError, EOFError, zlib.error) as exc:
+            letters.append(DeadLetter("bad_object", str(exc)[:200], HANDLER, body, source=source))
+            continue
+        for number, line in enumerate(lines, start=1):
+            decoded = decode_reading(line)
+            if isinstance(decoded, BadRecord):
+                letters.append(
+                    DeadLetter(
+                        decoded.reason, decoded.detail, HANDLER, line, source=source, sequence_number=str(number)
+                    )
+                )
+            else:
+                readings.append(decoded)
+
+    table = get_results_table()
+    by_race = race_seconds(readings)
+    for race_id, outputs_by_racer in by_race.items():
+        table.put_race_seconds(race_id, outputs_by_racer)
+
+    bucket = history_bucket()
+    merges = [
+        merge_class_history(s3, bucket, class_id, racers) for class_id, racers in sorted(best_outputs(readings).items())
+    ]
+    sent = send_dead_letters(letters)
+
+    count("ObjectsIn", objects)
+    count("RecordsIn", len(readings) + len(letters))
+    count("BadRecords", len(letters))
+    count("HistoryObjectsWritten", sum(merge.written for merge in merges))
+    count("HistoryConflicts", sum(max(merge.attempts - 1, 0) for merge in merges))
+    summary = {
+        "objects": objects,
+        "skipped": skipped,
+        "records": len(readings),
+        "bad": len(letters),
+        "deadLettersSent": sent,
+        "races": sorted(by_race),
+        "classesWritten": [merge.class_id for merge in merges if merge.written],
+        "classesUnchanged": [merge.class_id for merge in merges if not merge.written],
+        "conflicts": sum(max(merge.attempts - 1, 0) for merge in merges),
+        "durationMs": round((time.perf_counter() - started) * 1000, 1),
+    }
+    logger.info("history merged", extra=summary)
+    return summary

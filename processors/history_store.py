@@ -1,0 +1,167 @@
+"""The class history objects ("All time" ghost): ``s3://$ALLEYCAT_HISTORY_BUCKET/class-<id>.json.gz``.
+
+Format (docs/contracts.md)::
+
+    {"classId": 3, "updatedAt": 1764172800000, "racers": {"17": [101.2, 102.0, null, ...]}}
+
+``racers[id][i]`` is the racer's best output ever at second ``i + 1`` in the class, ``null`` where
+never seen.
+
+Writers merge with a read-modify-write that cannot lose a concurrent update: read the object and
+its ETag, merge, then ``PutObject`` with ``If-Match: <etag>`` (or ``If-None-Match: *`` when the
+object does not exist yet). S3 rejects the put with 412 (or 409 while another conditional write
+is in flight) if anyone wrote in between; we then re-read and merge again. The merge is a per-second
+maximum, so it is commutative and idempotent: any interleaving of writers, and any replay, gives
+the same object. A merge that changes nothing writes nothing, so replaying an input leaves the
+object byte-for-byte (and ETag) identical. Objects are encoded deterministically (sorted keys, gzip
+mtime 0).
+
+The pure functions here (``best_outputs``, ``merge_bests``, ``encode_history``, ``decode_history``)
+do no I/O; ``merge_class_history`` and ``read_class_history`` are the S3 adapter.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import boto3
+import orjson
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+from processors.domain import Reading
+
+DEFAULT_HISTORY_BUCKET = "alleycat-history"
+MAX_MERGE_ATTEMPTS = 12
+# Codes S3 answers a conditional write with when someone else won the race.
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+
+# class id -> racer id -> second -> best output
+ClassBests = dict[int, dict[int, dict[int, float]]]
+
+
+def history_key(class_id: int) -> str:
+    return f"class-{int(class_id)}.json.gz"
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def best_outputs(readings: Iterable[Reading]) -> ClassBests:
+    """Best output per (class, racer, second) among ``readings``."""
+    bests: ClassBests = {}
+    for reading in readings:
+        seconds = bests.setdefault(reading.class_id, {}).setdefault(reading.racer_id, {})
+        previous = seconds.get(reading.second)
+        if previous is None or reading.output > previous:
+            seconds[reading.second] = reading.output
+    return bests
+
+
+def merge_bests(
+    document: Mapping[str, Any] | None,
+    class_id: int,
+    bests: Mapping[int, Mapping[int, float]],
+    updated_at_ms: int,
+) -> dict[str, Any] | None:
+    """``document`` with ``bests`` merged in (per-second maximum), or None when nothing improves."""
+    racers: dict[str, list[float | None]] = {
+        key: list(values) for key, values in (document or {}).get("racers", {}).items()
+    }
+    changed = document is None
+    for racer_id, seconds in bests.items():
+        row = racers.setdefault(str(racer_id), [])
+        for second, output in seconds.items():
+            index = second - 1
+            if index >= len(row):
+                row.extend([None] * (index + 1 - len(row)))
+            current = row[index]
+            if current is None or output > current:
+                row[index] = output
+                changed = True
+    if not changed:
+        return None
+    return {"classId": int(class_id), "updatedAt": int(updated_at_ms), "racers": racers}
+
+
+def encode_history(document: Mapping[str, Any]) -> bytes:
+    """Deterministic gzip JSON: the same document always gives the same bytes."""
+    return gzip.compress(orjson.dumps(document, option=orjson.OPT_SORT_KEYS), mtime=0)
+
+
+def decode_history(data: bytes) -> dict[str, Any]:
+    return orjson.loads(gzip.decompress(data))
+
+
+# --------------------------------------------------------------------------- S3 adapter
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    class_id: int
+    written: bool  # False: nothing improved, the object was left alone
+    attempts: int  # conditional puts tried (> 1 means a concurrent writer was merged with)
+
+
+@lru_cache(maxsize=1)
+def get_s3_client() -> Any:
+    """S3 client; honours AWS_ENDPOINT_URL (moto, LocalStack) and the standard AWS variables."""
+    return boto3.client(
+        "s3", config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10)
+    )
+
+
+@lru_cache(maxsize=1)
+def history_bucket() -> str:
+    return os.environ.get("ALLEYCAT_HISTORY_BUCKET") or DEFAULT_HISTORY_BUCKET
+
+
+def read_class_history(s3: Any, bucket: str, class_id: int) -> tuple[dict[str, Any] | None, str | None]:
+    """(document, etag) of a class's history object; (None, None) when it does not exist yet."""
+    try:
+        response = s3.get_object(Bucket=bucket, Key=history_key(class_id))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None, None
+        raise
+    return decode_history(response["Body"].read()), response["ETag"]
+
+
+def merge_class_history(
+    s3: Any,
+    bucket: str,
+    class_id: int,
+    bests: Mapping[int, Mapping[int, float]],
+    *,
+    now_ms: int | None = None,
+) -> MergeResult:
+    """Merge ``bests`` (racer -> second -> output) into the class object with a conditional put, retrying conflicts."""
+    key = history_key(class_id)
+    for attempt in range(1, MAX_MERGE_ATTEMPTS + 1):
+        document, etag = read_class_history(s3, bucket, class_id)
+        merged = merge_bests(document, class_id, bests, now_ms if now_ms is not None else int(time.time() * 1000))
+        if merged is None:
+            return MergeResult(class_id, written=False, attempts=attempt - 1)
+        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=encode_history(merged),
+                ContentType="application/gzip",
+                **condition,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in _CONFLICT_CODES:
+                raise
+            time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))  # noqa: S311 - jitter, not crypto
+            continue
+        return MergeResult(class_id, written=True, attempts=attempt)
+    raise RuntimeError(f"history {key}: gave up after {MAX_MERGE_ATTEMPTS} conflicting writers")
