@@ -77,6 +77,8 @@ def merge_bests(
     }
     changed = document is None
     for racer_id, seconds in bests.items():
+        if not seconds:
+            continue
         row = racers.setdefault(str(racer_id), [])
         for second, output in seconds.items():
             index = second - 1
