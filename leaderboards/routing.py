@@ -1,3 +1,10 @@
-"""WebSocket routes of the leaderboards app."""
+"""WebSocket routes of the leaderboards app (asgi.py wraps them in AllowedHostsOriginValidator + auth)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from .consumers import ClassStandingsConsumer, RaceStandingsConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/races/<int:race_id>/", RaceStandingsConsumer.as_asgi()),
+    path("ws/classes/<int:class_id>/", ClassStandingsConsumer.as_asgi()),
+]
