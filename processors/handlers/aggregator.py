@@ -118,6 +118,9 @@ def handle(event: KinesisStreamEvent, table: ResultsTable, *, max_pending_second
     if bad:
         _report_bad(bad, event)
 
+    count("RecordsIn", len(records))
+    count("Readings", readings)
+    count("BadRecords", len(bad))
     final = event.window is None or bool(event.is_final_invoke_for_window) or bool(event.is_window_terminated_early)
     pending = state_seconds(state)
     early = not final and pending > max_pending_seconds
@@ -128,9 +131,6 @@ def handle(event: KinesisStreamEvent, table: ResultsTable, *, max_pending_second
         state = new_state()
 
     duration_ms = (time.perf_counter() - started) * 1000
-    count("RecordsIn", len(records))
-    count("Readings", readings)
-    count("BadRecords", len(bad))
     if writes:
         count("LiveWrites", writes["written"])
         count("WriteConflicts", writes["conflicts"])
