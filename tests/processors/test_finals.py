@@ -1,0 +1,178 @@
+"""Finals handler: the table's real stream (from moto) -> final results and personal bests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import boto3
+import pytest
+
+from processors.domain import output_of
+from processors.handlers import aggregator, finals
+from processors.table import FinalResult, PersonalBest, ResultsTable
+from processors.table.items import live_key
+from tests.conftest import free_port
+from tests.processors.conftest import TABLE_NAME
+from tests.processors.factories import (
+    LambdaContext,
+    kinesis_event,
+    kinesis_record,
+    load_event,
+    message,
+    stream_record,
+    to_lambda_image,
+)
+
+
+def aggregate(racers: range, seconds: range, *, final_at: int | None = None, race_id: int = 7, boost: int = 0) -> None:
+    records = [
+        kinesis_record(
+            message(
+                race_id=race_id,
+                racer_id=racer_id,
+                second=second,
+                cadence=60 + racer_id + boost,
+                resistance=40,
+                event="final" if second == final_at else "update",
+            )
+        )
+        for second in seconds
+        for racer_id in racers
+    ]
+    aggregator.lambda_handler(kinesis_event(records, final=True), LambdaContext())
+
+
+class StreamReader:
+    """Reads the table's stream from moto and hands out Lambda events, like the event source mapping."""
+
+    def __init__(self, dynamodb: Any) -> None:
+        self._streams = boto3.client("dynamodbstreams")
+        self._arn = dynamodb.describe_table(TableName=TABLE_NAME)["Table"]["LatestStreamArn"]
+        shards = self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"]["Shards"]
+        self._iterator = self._streams.get_shard_iterator(
+            StreamArn=self._arn, ShardId=shards[0]["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+
+    def next_event(self) -> dict[str, Any]:
+        response = self._streams.get_records(ShardIterator=self._iterator)
+        self._iterator = response["NextShardIterator"]
+        records = []
+        for record in response["Records"]:
+            change = dict(record["dynamodb"])
+            created = change.get("ApproximateCreationDateTime")
+            if created is not None and not isinstance(created, (int, float)):
+                change["ApproximateCreationDateTime"] = int(created.timestamp())
+            for image in ("NewImage", "OldImage"):
+                if image in change:
+                    change[image] = to_lambda_image(change[image])
+            records.append({**record, "dynamodb": change, "eventSourceARN": self._arn})
+        return {"Records": records}
+
+
+@pytest.fixture
+def stream(dynamodb: Any) -> StreamReader:
+    return StreamReader(dynamodb)
+
+
+def all_results(table: ResultsTable, race_id: int) -> list[FinalResult]:
+    found: list[FinalResult] = []
+    cursor = None
+    while True:
+        page = table.race_results(race_id, limit=10, cursor=cursor)
+        found.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return found
+
+
+class TestFinals:
+    def test_finished_racers_get_results_and_personal_bests(self, table: ResultsTable, stream: StreamReader) -> None:
+        # GIVEN a race where racers 0-3 finish at second 5 and racer 4 is still riding
+        aggregate(range(5), range(1, 5))
+        aggregate(range(4), range(5, 6), final_at=5)
+        event = stream.next_event()
+        assert len(event["Records"]) == 2  # INSERT then MODIFY of the live item
+        # WHEN finals processes the stream
+        response = finals.lambda_handler(event, LambdaContext())
+        # THEN
+        assert response == {"batchItemFailures": []}
+        results = all_results(table, 7)
+        assert [result.racer_id for result in results] == [3, 2, 1, 0]
+        assert results[0].score == pytest.approx(5 * output_of(63, 40))
+        assert results[0].second == 5 and results[0].class_id == 3 and results[0].name == "Racer 3"
+        assert results[0].finished_at_ms == message(second=5)["deviceTimestamp"]
+        assert table.personal_best(3, 4) is None
+        best = table.personal_best(3, 2)
+        assert best == PersonalBest(3, 2, "Racer 2", results[1].score, 7)
+        assert [b.racer_id for b in table.class_leaderboard(3).items] == [3, 2, 1, 0]
+        assert [r.race_id for r in table.racer_results(1).items] == [7]
+
+    def test_replaying_the_stream_batch_changes_nothing(
+        self, table: ResultsTable, stream: StreamReader, dynamodb: Any
+    ) -> None:
+        aggregate(range(30), range(1, 4), final_at=3)
+        event = stream.next_event()
+        finals.lambda_handler(copy.deepcopy(event), LambdaContext())
+        before = (all_results(table, 7), table.class_leaderboard(3, limit=100).items)
+        finals.lambda_handler(copy.deepcopy(event), LambdaContext())
+        assert (all_results(table, 7), table.class_leaderboard(3, limit=100).items) == before
+        assert len(before[0]) == 30
+
+    def test_personal_best_kept_when_a_later_race_is_worse(self, table: ResultsTable, stream: StreamReader) -> None:
+        aggregate(range(2), range(1, 4), final_at=3, race_id=7, boost=50)
+        aggregate(range(2), range(1, 4), final_at=3, race_id=8, boost=0)
+        aggregate(range(2, 3), range(1, 4), final_at=3, race_id=9, boost=100)
+        finals.lambda_handler(stream.next_event(), LambdaContext())
+        assert table.personal_best(3, 0).race_id == 7  # type: ignore[union-attr]
+        assert table.personal_best(3, 2).race_id == 9  # type: ignore[union-attr]
+        assert [r.race_id for r in table.racer_results(0).items] == [8, 7]
+
+    def test_a_late_second_after_the_final_message_updates_the_final_result(
+        self, table: ResultsTable, stream: StreamReader
+    ) -> None:
+        records = [kinesis_record(message(second=s, event="final" if s == 5 else "update")) for s in (1, 2, 3, 5)]
+        aggregator.lambda_handler(kinesis_event(records, final=True), LambdaContext())
+        aggregator.lambda_handler(kinesis_event([kinesis_record(message(second=4))], final=True), LambdaContext())
+        finals.lambda_handler(stream.next_event(), LambdaContext())
+        (result,) = all_results(table, 7)
+        assert result.score == pytest.approx(5 * output_of(80, 50))
+        assert table.personal_best(3, 1).score == result.score  # type: ignore[union-attr]
+
+    def test_other_items_and_the_aws_sample_are_ignored(self, table: ResultsTable) -> None:
+        assert finals.lambda_handler(load_event("dynamodb_stream.json"), LambdaContext()) == {"batchItemFailures": []}
+        result_item = {"pk": {"S": "RACE#7"}, "sk": {"S": "RESULT#0000000000000001"}, "score": {"N": "1.0"}}
+        event = {"Records": [stream_record(None, result_item)]}
+        assert finals.lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
+        assert all_results(table, 7) == []
+
+
+class TestPartialFailure:
+    def test_a_broken_record_is_reported_and_the_others_processed(
+        self, table: ResultsTable, stream: StreamReader, dynamodb: Any
+    ) -> None:
+        aggregate(range(3), range(1, 3), final_at=2, race_id=7)
+        aggregate(range(3), range(1, 3), final_at=2, race_id=8)
+        good_first, good_second = stream.next_event()["Records"]
+        live = dynamodb.get_item(TableName=TABLE_NAME, Key=live_key(7))["Item"]
+        broken_image = to_lambda_image(live)
+        broken_image["racers"]["M"]["1"]["L"] = broken_image["racers"]["M"]["1"]["L"][:2]  # truncated racer entry
+        broken = stream_record(None, live, sequence=5)
+        broken["dynamodb"]["NewImage"] = broken_image
+        response = finals.lambda_handler({"Records": [good_first, broken, good_second]}, LambdaContext())
+        assert response == {"batchItemFailures": [{"itemIdentifier": broken["dynamodb"]["SequenceNumber"]}]}
+        assert len(all_results(table, 7)) == 3 and len(all_results(table, 8)) == 3
+
+    def test_unreachable_table_reports_every_record(
+        self, table: ResultsTable, stream: StreamReader, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        aggregate(range(2), range(1, 3), final_at=2)
+        event = stream.next_event()
+        from tests.processors.conftest import _clear_caches
+
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+        _clear_caches()
+        response = finals.lambda_handler(event, LambdaContext())
+        assert response == {
+            "batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in event["Records"]]
+        }
