@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -44,18 +45,43 @@ def _start(env: dict[str, str], port: int) -> subprocess.Popen:
     )
 
 
-def _stop_and_check(proc: subprocess.Popen) -> str:
+class Output:
+    """Collects a process's output in the background so the test can wait for lines."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, *needles: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(needle in self.text() for needle in needles):
+            assert time.monotonic() < deadline, f"never saw {needles} in:\n{self.text()[-4000:]}"
+            time.sleep(0.2)
+
+    def join(self) -> str:
+        self._thread.join(timeout=30)
+        return self.text()
+
+
+def _stop_and_check(proc: subprocess.Popen) -> None:
     children = psutil.Process(proc.pid).children(recursive=True)
-    assert children, "runstack started no child processes"
+    assert len(children) >= 3, "runstack should run web, worker and beat as children"
     proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
     deadline = time.monotonic() + 10
     alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)
         alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"children left running after Ctrl-C: {[c.cmdline() for c in alive]}"
-    return output
 
 
 def test_runstack_starts_everything_and_ctrl_c_stops_every_child(tmp_path):
@@ -65,6 +91,7 @@ def test_runstack_starts_everything_and_ctrl_c_stops_every_child(tmp_path):
     for attempt in range(2):  # the second start proves no clean-up is needed
         port = free_port()
         proc = _start(env, port)
+        output = Output(proc)
         try:
             deadline = time.monotonic() + 90
             while True:
@@ -77,11 +104,12 @@ def test_runstack_starts_everything_and_ctrl_c_stops_every_child(tmp_path):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/classes/", timeout=10) as response:
                 body = response.read().decode()
             assert "Sprint" in body, f"attempt {attempt}: {body[:200]}"
+            # The worker is connected to the embedded Redis broker; beat runs the database scheduler.
+            output.wait_for("ready.", "beat: Starting")
         except Exception:
             proc.kill()
-            print(proc.communicate(timeout=30)[0][-5000:])
+            print(output.join()[-5000:])
             raise
-        output = _stop_and_check(proc)
-        assert proc.returncode == 0, output[-3000:]
-        for name in ("web", "worker", "beat"):
-            assert f"{name:>9} |" in output, f"no output from {name}"
+        _stop_and_check(proc)
+        text = output.join()
+        assert proc.returncode == 0, text[-3000:]
