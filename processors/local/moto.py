@@ -1,0 +1,125 @@
+"""The embedded AWS endpoint: moto's server on 127.0.0.1 (``python -m processors.local.moto``).
+
+Port ``ALLEYCAT_AWS_PORT`` (default 4566, LocalStack's, so that its users can swap theirs in).
+It binds to 127.0.0.1 only, whatever the arguments: it accepts any credentials.
+
+Before serving, it adjusts moto's in-memory Kinesis and DynamoDB Streams for a pipeline that runs
+for hours (moto is built for short unit tests):
+
+- a Kinesis shard finds its newest sequence number in O(1) and GetRecords reads from the
+  iterator's position instead of scanning the shard from its first record (moto 5.2 lists every
+  key on each put and scans on each read: quadratic in the records of a shard);
+- records older than ``ALLEYCAT_MOTO_RETENTION_SECONDS`` (default 3600) leave the Kinesis shards,
+  and a table stream keeps its newest ``ALLEYCAT_MOTO_TABLE_STREAM_RECORDS`` (default 20000)
+  records, as the real services' retention does, so memory stays bounded.
+
+Sequence numbers, iterators and responses keep moto's formats; a reader positioned before the
+oldest kept record continues at the oldest one (TRIM_HORIZON semantics).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+DEFAULT_PORT = 4566
+HOST = "127.0.0.1"
+_TRIM_EVERY = 500
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def patch_moto() -> None:
+    """Make moto's Kinesis and DynamoDB Streams linear and bounded (see the module docstring)."""
+    from moto.dynamodb.models.table import StreamShard
+    from moto.kinesis.models import Shard
+
+    if getattr(Shard, "_alleycat_patched", False):
+        return
+    retention = _int_env("ALLEYCAT_MOTO_RETENTION_SECONDS", 3600)
+    stream_records = _int_env("ALLEYCAT_MOTO_TABLE_STREAM_RECORDS", 20_000)
+
+    def get_max_sequence_number(self: Any) -> int:
+        return next(reversed(self.records)) if self.records else 0
+
+    def get_min_sequence_number(self: Any) -> int:
+        return next(iter(self.records)) if self.records else 0
+
+    def get_records(self: Any, last_sequence_id: str, limit: int | None) -> tuple[list, int, int]:
+        last = int(last_sequence_id)
+        if not self.records:
+            return [], last, 0
+        newest = next(reversed(self.records))
+        sequence = max(last + 1, next(iter(self.records)))
+        limit = limit or 10_000
+        results = []
+        while sequence <= newest and len(results) < limit:
+            record = self.records.get(sequence)
+            if record is not None:
+                results.append(record)
+                last = sequence
+            sequence += 1
+        behind = int((self.records[newest].created_at - results[-1].created_at) * 1000) if results else 0
+        return results, last, behind
+
+    original_put = Shard.put_record
+
+    def put_record(self: Any, partition_key: str, data: str, explicit_hash_key: str) -> str:
+        sequence = original_put(self, partition_key, data, explicit_hash_key)
+        if int(sequence) % _TRIM_EVERY == 0:
+            cutoff = time.time() - retention
+            while self.records:
+                oldest = next(iter(self.records))
+                if self.records[oldest].created_at >= cutoff:
+                    break
+                del self.records[oldest]
+        return sequence
+
+    Shard.get_max_sequence_number = get_max_sequence_number
+    Shard.get_min_sequence_number = get_min_sequence_number
+    Shard.get_records = get_records
+    Shard.put_record = put_record
+
+    original_add = StreamShard.add
+
+    def add(self: Any, old: Any, new: Any) -> None:
+        original_add(self, old, new)
+        excess = len(self.items) - stream_records
+        if excess > 0:
+            del self.items[:excess]
+            self.starting_sequence_number += excess
+
+    def get(self: Any, start: int, quantity: int) -> list[dict]:
+        offset = max(0, start - self.starting_sequence_number)
+        return [item.to_json() for item in self.items[offset : offset + quantity]]
+
+    StreamShard.add = add
+    StreamShard.get = get
+    Shard._alleycat_patched = True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(argv if argv is not None else sys.argv[1:])
+    port = args[0] if args else os.environ.get("ALLEYCAT_AWS_PORT") or str(DEFAULT_PORT)
+    patch_moto()
+    import logging
+
+    from moto.server import main as moto_main
+
+    # One access-log line per request would drown the console of ``make run``.
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    print(f"embedded AWS endpoint (moto) on http://{HOST}:{port}", flush=True)
+    moto_main(["-H", HOST, "-p", str(port)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
