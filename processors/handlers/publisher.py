@@ -119,20 +119,16 @@ def lambda_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[s
     sent, error = publish(messages)
     count("RecordsIn", len(records))
     count("StandingsSent", sent)
-    if error is not None:
+    summary = {
+        "records": len(records),
+        "races": [item.race_id for item in standings],
+        "sent": sent,
+        "notSent": len(messages) - sent,
+        "durationMs": round((time.perf_counter() - started) * 1000, 1),
+    }
+    if error is None:
+        logger.info("standings published", extra=summary)
+    else:
         count("StandingsNotSent", len(messages) - sent)
-        logger.warning(
-            "standings not sent: Redis unavailable",
-            extra={"error": error, "notSent": len(messages) - sent, "races": [s.race_id for s in standings]},
-        )
-    logger.info(
-        "standings published",
-        extra={
-            "records": len(records),
-            "races": [s.race_id for s in standings],
-            "sent": sent,
-            "notSent": len(messages) - sent,
-            "durationMs": round((time.perf_counter() - started) * 1000, 1),
-        },
-    )
+        logger.warning("standings not sent: Redis unavailable", extra={**summary, "error": error})
     return {"batchItemFailures": []}

