@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
+from django.core.cache import cache
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.http import parse_etags, quote_etag
@@ -44,6 +45,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 HISTORY_CACHE = "public, max-age=30, must-revalidate"
 PLAIN_ETAG_SUFFIX = "-identity"
+RESULTS_CACHE_SECONDS = 24 * 60 * 60
 
 
 class StoreErrorsMixin:
@@ -197,14 +199,26 @@ class RaceResultsApi(StoreErrorsMixin, APIView):
     def get(self, request, race_id: int):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
+        limit, cursor = filters.validated_data["limit"], filters.validated_data.get("cursor")
         race = _race_or_404(race_id)
         now = timezone.now()
-        rows, next_cursor = selectors.race_results_page(
-            race=race, limit=filters.validated_data["limit"], cursor=filters.validated_data.get("cursor"), now=now
-        )
-        body = page_envelope(request, rows, next_cursor, self.OutputSerializer)
         settled = selectors.race_results_settled(race=race, now=now)
+        # Settled results never change: each page is read from DynamoDB once, then served from the cache.
+        key = _results_cache_key(request, race.pk, limit, cursor) if settled else None
+        body = cache.get(key) if key else None
+        if body is None:
+            rows, next_cursor = selectors.race_results_page(race=race, limit=limit, cursor=cursor, now=now)
+            body = page_envelope(request, rows, next_cursor, self.OutputSerializer)
+            if key:
+                cache.set(key, body, RESULTS_CACHE_SECONDS)
         return _conditional(request, body, cache_control=IMMUTABLE if settled else REVALIDATE)
+
+
+def _results_cache_key(request, race_id: int, limit: int, cursor: str | None) -> str:
+    # The body holds absolute "next" URLs, so the host and scheme are part of the key.
+    origin = f"{request.scheme}://{request.get_host()}"
+    digest = hashlib.sha256(f"{origin}|{limit}|{cursor or ''}".encode()).hexdigest()[:32]
+    return f"leaderboards:results:{race_id}:{digest}"
 
 
 @extend_schema_serializer(component_name="LiveRow")

@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from leaderboards import integrations
@@ -23,6 +24,7 @@ HISTORY_BUCKET = "alleycat-history-test"
 
 
 def _clear_caches() -> None:
+    cache.clear()  # settled results pages are cached by race id, and ids repeat between tests
     config.get_config.cache_clear()
     store.get_dynamodb_client.cache_clear()
     store.get_results_table.cache_clear()

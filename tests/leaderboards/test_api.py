@@ -9,10 +9,16 @@ import orjson
 import pytest
 from django.utils import timezone
 
+from processors.table import store
 from races.models import Race, RaceClass, Racer
 from tests.leaderboards.conftest import seed_finals, seed_history, seed_live
 
 pytestmark = pytest.mark.django_db
+
+
+def _clear_clients():
+    store.get_dynamodb_client.cache_clear()
+    store.get_results_table.cache_clear()
 
 
 def _get(client, url, **headers):
@@ -158,6 +164,17 @@ class TestRaceResultsApi:
         assert again["ETag"] == etag
         changed = _get(client, f"{url}?limit=1", if_none_match=etag)
         assert changed.status_code == 200 and changed["ETag"] != etag
+
+    def test_settled_pages_are_read_from_dynamodb_once(self, client, table, finished_race, running_race, monkeypatch):
+        seed_finals(table, finished_race, {1: 10.0, 2: 20.0})
+        seed_finals(table, running_race, {1: 10.0})
+        settled = client.get(f"/api/races/{finished_race.pk}/results/?limit=1")
+        assert client.get(f"/api/races/{running_race.pk}/results/").status_code == 200
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # DynamoDB gone from here on
+        _clear_clients()
+        again = client.get(f"/api/races/{finished_race.pk}/results/?limit=1")
+        assert again.status_code == 200 and again.json() == settled.json()
+        assert client.get(f"/api/races/{running_race.pk}/results/").status_code == 503
 
     def test_running_race_results_must_be_revalidated(self, client, table, running_race):
         seed_finals(table, running_race, {1: 10.0})

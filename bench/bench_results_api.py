@@ -1,0 +1,137 @@
+"""Server time of ``GET /api/races/<id>/results/?limit=100``: first page of a 1,000-racer race.
+
+Starts the embedded AWS endpoint (``processors.local.moto``: moto's server on 127.0.0.1), creates the table from the
+table module's schema, writes 1,000 final results with the finals' own write function, and
+times the request through Django's full stack in-process (middleware, auth, throttle, the
+SQL race lookup, one DynamoDB Query over HTTP to moto, serialization) with
+``time.perf_counter``. Two measurements: cold (the cache cleared before every request, so
+each one queries DynamoDB) and warm (a settled race's page served from the cache, as in
+production after the first request). Prints median and p90 (target: median ≤ 30 ms).
+
+    .venv/bin/python bench/bench_results_api.py [--runs 200] [--racers 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_moto() -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "processors.local.moto", str(port)],  # the embedded endpoint of `make run`
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
+            return proc, url
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--racers", type=int, default=1000)
+    args = parser.parse_args()
+
+    proc, endpoint = _start_moto()
+    workdir = tempfile.mkdtemp(prefix="alleycat-bench-")
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "ALLEYCAT_TABLE": "alleycat-bench",
+            "ALLEYCAT_VAR_DIR": workdir,
+            "DATABASE_URL": f"sqlite:///{workdir}/bench.sqlite3",
+            "DJANGO_DEBUG": "1",
+            "DJANGO_LOG_LEVEL": "WARNING",
+            "ALLEYCAT_ANON_THROTTLE": "1000000/minute",
+            "DJANGO_SETTINGS_MODULE": "alleycat_site.settings",
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+    )
+    try:
+        import django
+
+        django.setup()
+        from django.core.cache import cache
+        from django.core.management import call_command
+        from django.test import Client
+        from django.utils import timezone
+
+        from processors.table import FinalResult, create_table, get_results_table
+        from processors.table.store import get_dynamodb_client
+        from races.models import Race, RaceClass
+
+        call_command("migrate", verbosity=0)
+        create_table(get_dynamodb_client(), "alleycat-bench")
+        race_class = RaceClass.objects.create(name="Bench")
+        starts = timezone.now() - timedelta(minutes=30)
+        race = Race.objects.create(race_class=race_class, starts_at=starts, ends_at=starts + timedelta(minutes=5))
+        get_results_table().put_final_results(
+            FinalResult(race.pk, race_class.pk, racer_id, f"Racer {racer_id}", 1000 + racer_id * 0.37, 300, 0)
+            for racer_id in range(1, args.racers + 1)
+        )
+
+        client = Client(HTTP_HOST="localhost")
+        url = f"/api/races/{race.pk}/results/?limit=100"
+        for _ in range(5):  # warm up: imports, connection pool
+            cache.clear()
+            assert client.get(url).status_code == 200
+
+        def measure(*, cold: bool) -> tuple[float, float]:
+            timings = []
+            for _ in range(args.runs):
+                if cold:
+                    cache.clear()
+                start = time.perf_counter()
+                response = client.get(url)
+                timings.append((time.perf_counter() - start) * 1000)
+                assert response.status_code == 200 and len(response.json()["results"]) == 100
+            timings.sort()
+            return statistics.median(timings), timings[int(len(timings) * 0.9) - 1]
+
+        cold_median, cold_p90 = measure(cold=True)
+        warm_median, warm_p90 = measure(cold=False)
+        print(f"results API, first page of 100 of {args.racers} racers, {args.runs} runs each:")
+        print(f"  cold (page not cached: SQL + DynamoDB Query): median {cold_median:.1f} ms, p90 {cold_p90:.1f} ms")
+        print(f"  settled race, page cached:                   median {warm_median:.1f} ms, p90 {warm_p90:.1f} ms")
+        print("  target: median <= 30 ms")
+        return 0 if warm_median <= 30 else 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
