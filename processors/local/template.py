@@ -24,8 +24,8 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -492,7 +492,7 @@ def load_local_settings(
             source=firehose.name,
             maximum_retry_attempts=firehose.transformer_retries,
         )
-        functions[transformer.key] = _replace_sources(transformer, (*transformer.event_sources, source))
+        functions[transformer.key] = replace(transformer, event_sources=(*transformer.event_sources, source))
 
     return LocalSettings(
         template_path=template_path,
@@ -644,8 +644,6 @@ def _apply_async_invoke_configs(
     template: Mapping[str, Any], resolver: _Resolver, functions: dict[str, FunctionSettings]
 ) -> None:
     """Retries and on-failure destination of asynchronous invokes (S3 notifications) from EventInvokeConfig."""
-    from dataclasses import replace
-
     by_logical_id = {function.logical_id: function for function in functions.values()}
     for logical_id, resource in template.get("Resources", {}).items():
         if resource.get("Type") != "AWS::Lambda::EventInvokeConfig" or not resolver.resource_included(logical_id):
@@ -673,12 +671,6 @@ def _queue_name(resolver: _Resolver, destination: Any) -> str | None:
     if not isinstance(destination, ResourceRef):
         return None
     return str(resolver.resolve(resolver.resources[destination.logical_id]["Properties"]["QueueName"]))
-
-
-def _replace_sources(function: FunctionSettings, sources: Iterable[EventSourceSettings]) -> FunctionSettings:
-    from dataclasses import replace
-
-    return replace(function, event_sources=tuple(sources))
 
 
 def _as_bool(value: Any) -> bool:
