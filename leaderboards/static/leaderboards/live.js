@@ -127,7 +127,22 @@
 
   function onStandings(msg) {
     var msgRace = msg.raceId != null ? Number(msg.raceId) : null;
-    if (msgRace != null && raceId != null && msgRace !== raceId) {
+    if (msg.type === "snapshot") {
+      // The consumer's view of the class's current race (null between races).
+      var race = msg.race;
+      if (!race) {
+        if (raceId != null) showRace(null, null);
+        lastRows = [];
+        lastOwn = null;
+        render();
+        return;
+      }
+      if (Number(race.id) !== raceId || endsAt == null) {
+        if (raceId != null && Number(race.id) < raceId) return;
+        if (Number(race.id) !== raceId) showRace(Number(race.id), race.endsAt);
+        else { endsAt = Date.parse(race.endsAt); timeLeftEl.hidden = false; tick(); }
+      }
+    } else if (msgRace != null && raceId != null && msgRace !== raceId) {
       if (msgRace < raceId) return; // a late update of an earlier race
       showRace(msgRace, null); // a newer race: follow it (its times come with race.started)
     } else if (msgRace != null && raceId == null) {
@@ -213,15 +228,16 @@
     var forRace = raceId;
     ghostRace = raceId;
     setStatus("Loading personal bests…");
-    fetch(section.dataset.historyUrl, { headers: { Accept: "application/json" } })
+    // "no-cache": revalidate (ETag) so a new race sees the bests the last race added.
+    fetch(section.dataset.historyUrl, { headers: { Accept: "application/json" }, cache: "no-cache" })
       .then(function (response) {
         if (!response.ok) throw new Error(String(response.status));
         return response.json();
       })
       .then(function (data) {
         if (forRace !== raceId) return;
-        ghost = data || { racers: {} };
-        setStatus("Comparing with personal bests.");
+        ghost = data && data.racers ? data : { racers: {} };
+        setStatus(Object.keys(ghost.racers).length ? "Comparing with personal bests." : "No personal bests in this class yet.");
         render();
       })
       .catch(function () {
