@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import gzip
 import json
@@ -299,3 +300,26 @@ class TestMergeBests:
         document = {"classId": 3, "updatedAt": 7, "racers": {"2": [1.5, None], "10": [2.25]}}
         assert encode_history(document) == encode_history(dict(reversed(list(document.items()))))
         assert decode_history(encode_history(document)) == document
+
+
+class TestFromTransformerToHistory:
+    def test_transformer_output_delivered_as_firehose_would_is_merged(self, pipeline: Resources) -> None:
+        # GIVEN the transformer's answer to the recorded Firehose event, delivered as Firehose does:
+        # the Ok records' data concatenated and GZIP-compressed into one object under the prefix
+        from processors.handlers import transformer
+
+        event = json.loads((EVENTS / "firehose_kinesis_source.json").read_text())
+        response = transformer.lambda_handler(event, LambdaContext(function_name="transformer"))
+        body = b"".join(base64.b64decode(record["data"]) for record in response["records"] if record["result"] == "Ok")
+        key = "raw/2026/11/26/16/alleycat-delivery-1-2026-11-26-16-00-00-0000.gz"
+        put(pipeline.delivery_bucket, key, gzip.compress(body))
+
+        # WHEN history handles the object
+        summary = history.lambda_handler(s3_event(key), LambdaContext())
+
+        # THEN the three valid messages (racers 17 and 18 at second 1, racer 17's final at 300) are merged
+        assert summary["records"] == 3 and summary["bad"] == 0
+        racers = history_document(pipeline.history_bucket, 3)["racers"]
+        assert racers["18"] == [out(80, 55)]
+        assert racers["17"][0] == out(92.5, 40) and racers["17"][299] == out(110.25, 70)
+        assert racers["17"][1:299] == [None] * 298
