@@ -225,3 +225,60 @@ class TestTransformer:
         first = [transformer.transform(r["data"], set()) for r in event["records"]]
         second = [transformer.transform(r["data"], set()) for r in event["records"]]
         assert first == second
+
+
+VALID = {
+    "event": "update",
+    "deviceTimestamp": 1764172801000,
+    "second": 1,
+    "raceId": 42,
+    "name": "Ada",
+    "racerId": 17,
+    "classId": 3,
+    "cadence": 92.5,
+    "resistance": 40,
+}
+
+
+def _encoded(payload: bytes | dict[str, Any]) -> str:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe not utf-8", "not_json"),
+        (b'{"cadence": NaN}', "not_json"),
+        (b'"just a string"', "not_object"),
+        (b"null", "not_object"),
+        ({**VALID, "racerId": None}, "wrong_type"),
+        ({**VALID, "cadence": "fast"}, "wrong_type"),
+        ({**VALID, "second": 1.5}, "wrong_type"),
+        ({**VALID, "second": 3601}, "out_of_range"),
+        ({**VALID, "resistance": -1}, "out_of_range"),
+        ({**VALID, "classId": 0}, "out_of_range"),
+        ({**VALID, "racerId": -3}, "out_of_range"),
+        ({**VALID, "name": ""}, "out_of_range"),
+        ({**VALID, "name": "n" * 65}, "out_of_range"),
+        ({**VALID, "event": 7}, "wrong_type"),
+        ({**VALID, "event": "FINAL"}, "unknown_event"),
+        ({key: value for key, value in VALID.items() if key != "event"}, "missing_field"),
+    ],
+)
+def test_every_kind_of_malformed_record_fails_with_its_reason(payload: bytes | dict[str, Any], reason: str) -> None:
+    outcome = transformer.transform(_encoded(payload), set())
+
+    assert outcome.result == "ProcessingFailed"
+    assert outcome.bad is not None and outcome.bad.reason == reason
+    assert outcome.data == _encoded(payload)  # the original payload, for processing-failed/
+
+
+def test_extra_fields_are_ignored_and_boundaries_accepted() -> None:
+    message = {**VALID, "second": 3600, "cadence": 250, "resistance": 0, "name": "n" * 64, "firmware": "2.1"}
+
+    outcome = transformer.transform(_encoded(message), set())
+
+    assert outcome.result == "Ok"
+    line = json.loads(base64.b64decode(outcome.data))
+    assert "firmware" not in line and line["output"] == output_of(250, 0)
