@@ -3,7 +3,8 @@
 One response record per input record, same ``recordId``:
 
 - ``Ok``: a valid message, re-serialised as JSON with ``output`` added, plus ``"\\n"`` (so the
-  delivered GZIP object is newline-delimited JSON).
+  delivered GZIP object is newline-delimited JSON). Only the fields of the bike message are kept
+  (``uuid`` only when the producer sent it); unknown extra fields are left out.
 - ``ProcessingFailed``: a bad record (not base64, not JSON, missing/wrong-typed/out-of-range
   field, unknown event, too large). Firehose writes the original payload, untouched and complete,
   under the ``processing-failed/`` prefix of the delivery bucket, so it stays recoverable; we also
