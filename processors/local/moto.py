@@ -9,6 +9,9 @@ for hours (moto is built for short unit tests):
 - a Kinesis shard finds its newest sequence number in O(1) and GetRecords reads from the
   iterator's position instead of scanning the shard from its first record (moto 5.2 lists every
   key on each put and scans on each read: quadratic in the records of a shard);
+- new records go to an *open* shard only: after UpdateShardCount moto 5.2 still routes keys to the
+  closed parent (the first shard whose hash range matches), where no reader looks any more, and
+  misses the last hash key of every range;
 - records older than ``ALLEYCAT_MOTO_RETENTION_SECONDS`` (default 3600) leave the Kinesis shards,
   and a table stream keeps its newest ``ALLEYCAT_MOTO_TABLE_STREAM_RECORDS`` (default 20000)
   records, as the real services' retention does, so memory stays bounded.
@@ -19,6 +22,7 @@ oldest kept record continues at the oldest one (TRIM_HORIZON semantics).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -38,7 +42,8 @@ def _int_env(name: str, default: int) -> int:
 def patch_moto() -> None:
     """Make moto's Kinesis and DynamoDB Streams linear and bounded (see the module docstring)."""
     from moto.dynamodb.models.table import StreamShard
-    from moto.kinesis.models import Shard
+    from moto.kinesis.exceptions import InvalidArgumentError
+    from moto.kinesis.models import Shard, Stream
 
     if getattr(Shard, "_alleycat_patched", False):
         return
@@ -81,6 +86,21 @@ def patch_moto() -> None:
                 del self.records[oldest]
         return sequence
 
+    def get_shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
+        if not isinstance(partition_key, str) or len(partition_key) > 256:
+            raise InvalidArgumentError("partition_key")
+        if explicit_hash_key:
+            key = int(explicit_hash_key)
+            if key >= 2**128:
+                raise InvalidArgumentError("explicit_hash_key")
+        else:
+            key = int(hashlib.md5(partition_key.encode("utf-8")).hexdigest(), 16)  # noqa: S324 - Kinesis's hash
+        for shard in self.shards.values():
+            if shard.is_open and shard.starting_hash <= key <= shard.ending_hash:
+                return shard
+        return None
+
+    Stream.get_shard_for_key = get_shard_for_key
     Shard.get_max_sequence_number = get_max_sequence_number
     Shard.get_min_sequence_number = get_min_sequence_number
     Shard.get_records = get_records

@@ -1,0 +1,213 @@
+"""Bikes in software: one message per racer per second into the Kinesis stream (Django-free core).
+
+Used by ``manage.py simulate`` (which finds the race in the schedule) and by the end-to-end tests.
+
+- Racer profiles are deterministic: the same racer id always gets the same generated name (when
+  no name is given, e.g. from a Racer row) and the same ability; the variation within a race is
+  seeded by (race id, racer id, second), so replaying a race sends the same numbers.
+- Messages follow DESIGN.md "The bike message"; the last second played is the racer's ``final``.
+- PutRecords in batches of at most 500 records (and 5 MB), partition key = raceId; records that
+  come back failed (FailedRecordCount > 0: throttling, an endpoint hiccup) are sent again with
+  back-off, so nothing is lost quietly.
+- ``speed`` plays faster than real time: second ``s`` is due at ``start + (s - first) / speed``.
+  When the endpoint cannot keep up, the simulator sends as fast as it can and reports the rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+logger = logging.getLogger("alleycat.simulator")
+
+MAX_BATCH_RECORDS = 500
+MAX_BATCH_BYTES = 5 * 1024 * 1024
+MAX_PUT_ATTEMPTS = 12
+MAX_RACERS = 5000
+
+_FIRST = (
+    "Ada", "Bea", "Cal", "Dev", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jo", "Kai", "Lou", "Mae", "Ned", "Ola", "Pip",
+    "Quin", "Rae", "Sol", "Tess", "Uma", "Vic", "Wren", "Xan", "Yara", "Zed", "Noor", "Ines", "Omar", "Lena",
+)  # fmt: skip
+_LAST = (
+    "Sprocket", "Cadence", "Spoke", "Chainring", "Derailleur", "Crank", "Pedal", "Saddle", "Tailwind", "Headwind",
+    "Climber", "Sprinter", "Rouleur", "Domestique", "Breakaway", "Peloton", "Echelon", "Draft", "Watts", "Gear",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RacerProfile:
+    racer_id: int
+    name: str
+    cadence: float  # typical rpm
+    resistance: float  # typical resistance
+    fade: float  # how much the racer slows down towards the end (0..0.25)
+
+
+def racer_name(racer_id: int) -> str:
+    rng = random.Random(f"alleycat-racer-name:{racer_id}")
+    return f"{rng.choice(_FIRST)} {rng.choice(_LAST)} {racer_id}"[:64]
+
+
+def racer_profile(racer_id: int, name: str | None = None) -> RacerProfile:
+    """The racer's ability, from the racer id alone (the same racer is as strong in every race)."""
+    rng = random.Random(f"alleycat-racer:{racer_id}")
+    return RacerProfile(
+        racer_id=racer_id,
+        name=(name or racer_name(racer_id))[:64],
+        cadence=rng.uniform(60.0, 110.0),
+        resistance=rng.uniform(25.0, 70.0),
+        fade=rng.uniform(0.0, 0.25),
+    )
+
+
+@dataclass(frozen=True)
+class RaceSpec:
+    race_id: int
+    class_id: int
+    first_second: int = 1
+    last_second: int = 300  # the racers' final message is sent at this second
+
+    @property
+    def seconds(self) -> int:
+        return self.last_second - self.first_second + 1
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return low if value < low else high if value > high else value
+
+
+def racer_message(race: RaceSpec, racer: RacerProfile, second: int, *, device_ts: int) -> dict[str, Any]:
+    """The message of one racer at one second (deterministic apart from ``uuid`` and ``deviceTimestamp``)."""
+    rng = random.Random(race.race_id * 1_000_003 + racer.racer_id * 7919 + second)
+    form = random.Random(race.race_id * 31 + racer.racer_id).uniform(0.92, 1.08)  # today's form
+    progress = second / max(race.last_second, 1)
+    effort = form * (1.0 - racer.fade * progress * progress)
+    cadence = _clamp(racer.cadence * effort + rng.gauss(0, 6), 0, 250)
+    resistance = _clamp(racer.resistance + rng.gauss(0, 4), 0, 100)
+    return {
+        "uuid": str(uuid.uuid4()),
+        "event": "final" if second == race.last_second else "update",
+        "deviceTimestamp": device_ts,
+        "second": second,
+        "raceId": race.race_id,
+        "name": racer.name,
+        "racerId": racer.racer_id,
+        "classId": race.class_id,
+        "cadence": round(cadence, 1),
+        "resistance": round(resistance, 1),
+    }
+
+
+@dataclass
+class SimulationResult:
+    sent: int = 0
+    retried: int = 0
+    lost: int = 0
+    seconds_played: int = 0
+    elapsed: float = 0.0
+    messages: list[dict] = field(default_factory=list)  # only when collecting
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.elapsed if self.elapsed else 0.0
+
+
+class Simulator:
+    """Sends the messages of races to one Kinesis stream."""
+
+    def __init__(self, kinesis: Any, stream: str, *, workers: int = 4) -> None:
+        self.kinesis = kinesis
+        self.stream = stream
+        self.workers = workers
+
+    def put(self, messages: Sequence[dict]) -> tuple[int, int, int]:
+        """Send messages with PutRecords (≤ 500 per call), retrying failed records. (sent, retried, lost)."""
+        batches: list[list[tuple[bytes, str]]] = [[]]
+        size = 0
+        for message in messages:
+            data = orjson.dumps(message)
+            if len(batches[-1]) == MAX_BATCH_RECORDS or size + len(data) > MAX_BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append((data, str(message["raceId"])))
+            size += len(data) + 16
+        batches = [batch for batch in batches if batch]
+        if len(batches) == 1 or self.workers == 1:
+            results = [self._put_batch(batch) for batch in batches]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(batches))) as pool:
+                results = list(pool.map(self._put_batch, batches))
+        return tuple(sum(column) for column in zip(*results, strict=True)) if results else (0, 0, 0)  # type: ignore[return-value]
+
+    def _put_batch(self, batch: list[tuple[bytes, str]]) -> tuple[int, int, int]:
+        pending = batch
+        retried = 0
+        for attempt in range(MAX_PUT_ATTEMPTS):
+            try:
+                response = self.kinesis.put_records(
+                    StreamName=self.stream, Records=[{"Data": data, "PartitionKey": key} for data, key in pending]
+                )
+            except Exception as exc:  # the endpoint is down or throttling the whole call: back off, try again
+                logger.warning("PutRecords failed (%s), retrying %d records", exc, len(pending))
+                retried += len(pending)
+                time.sleep(min(5.0, 0.1 * 2**attempt))
+                continue
+            if not response.get("FailedRecordCount"):
+                return len(batch), retried, 0
+            pending = [item for item, result in zip(pending, response["Records"], strict=True) if "ErrorCode" in result]
+            retried += len(pending)
+            time.sleep(min(2.0, 0.05 * 2**attempt))
+        logger.error("gave up on %d records after %d attempts", len(pending), MAX_PUT_ATTEMPTS)
+        return len(batch) - len(pending), retried, len(pending)
+
+    def play(
+        self,
+        race: RaceSpec,
+        racers: Sequence[RacerProfile],
+        *,
+        speed: float = 1.0,
+        collect: bool = False,
+        stop: threading.Event | None = None,
+        progress: Callable[[int, SimulationResult], None] | None = None,
+    ) -> SimulationResult:
+        """Play seconds ``first_second..last_second`` of ``race`` for ``racers``; returns what was sent."""
+        if len(racers) > MAX_RACERS:
+            raise ValueError(f"at most {MAX_RACERS} racers")
+        result = SimulationResult()
+        started = time.monotonic()
+        for index, second in enumerate(range(race.first_second, race.last_second + 1)):
+            due = started + index / speed
+            delay = due - time.monotonic()
+            if delay > 0 and (stop.wait(delay) if stop is not None else time.sleep(delay)):
+                break
+            if stop is not None and stop.is_set():
+                break
+            device_ts = int(time.time() * 1000)
+            messages = [racer_message(race, racer, second, device_ts=device_ts) for racer in racers]
+            sent, retried, lost = self.put(messages)
+            result.sent += sent
+            result.retried += retried
+            result.lost += lost
+            result.seconds_played += 1
+            if collect:
+                result.messages.extend(messages)
+            result.elapsed = time.monotonic() - started
+            if progress is not None:
+                progress(len(messages), result)
+        result.elapsed = time.monotonic() - started
+        return result
+
+
+def profiles(racers: Iterable[tuple[int, str | None]]) -> list[RacerProfile]:
+    """Profiles for (racer id, name or None) pairs; names of Racer rows win over generated ones."""
+    return [racer_profile(racer_id, name) for racer_id, name in racers]

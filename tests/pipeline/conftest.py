@@ -1,0 +1,169 @@
+"""End-to-end fixtures: the embedded AWS endpoint as ``make run`` starts it, the runner as a process.
+
+``moto_endpoint`` is overridden here: the pipeline tests run against ``processors.local.moto``
+(moto's server with the adjustments ``make run`` uses: open-shard routing after resharding,
+linear reads), so that what they prove holds for the stack a newcomer runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port, wait_for_http
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "processors.local.moto", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/moto-api/")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+class RunnerProcess:
+    """``python -m processors.local.runner`` with the test's environment; output kept in a log file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        handle = self.log.open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "processors.local.runner"],
+            cwd=REPO,
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+        handle.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful stop, no final checkpoint (a crash)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def pipeline_env(aws: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment of a runner (and of the simulator in the test): short buffers and polls."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": aws,
+            "REDIS_URL": redis_url,
+            "ALLEYCAT_VAR_DIR": str(tmp_path / "var"),
+            "ALLEYCAT_PIPELINE_STATUS_FILE": str(tmp_path / "var" / "pipeline-status.json"),
+            "ALLEYCAT_FIREHOSE_BUFFER_SECONDS": "1",
+            "ALLEYCAT_RUNNER_POLL_SECONDS": "0.25",
+            "ALLEYCAT_RUNNER_REPORT_SECONDS": "0.5",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def runner_process(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], RunnerProcess]]:
+    started: list[RunnerProcess] = []
+
+    def make() -> RunnerProcess:
+        runner = RunnerProcess(pipeline_env, tmp_path / "runner.log")
+        runner.start()
+        started.append(runner)
+        return runner
+
+    yield make
+    for runner in started:
+        if runner.proc is not None and runner.proc.poll() is None:
+            runner.stop()
+
+
+class GroupListener:
+    """Receives what is sent to a Channels group through the Redis channel layer (a background loop)."""
+
+    def __init__(self, redis_url: str, group: str) -> None:
+        from channels_redis.core import RedisChannelLayer
+
+        self.layer = RedisChannelLayer(hosts=[{"address": redis_url}])
+        self.group = group
+        self.messages: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._listen()), daemon=True)
+
+    async def _listen(self) -> None:
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, channel)
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                try:
+                    message = await asyncio.wait_for(self.layer.receive(channel), timeout=0.5)
+                except TimeoutError:
+                    continue
+                self.messages.append(message)
+        finally:
+            await self.layer.group_discard(self.group, channel)
+
+    def __enter__(self) -> GroupListener:
+        self._thread.start()
+        assert self._ready.wait(10), "could not join the group"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float, what: str, output: Callable[[], str] = str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n--- runner output ---\n{output()[-6000:]}")
+        time.sleep(0.2)
