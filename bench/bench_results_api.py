@@ -89,7 +89,7 @@ def main() -> int:
         from django.test import Client
         from django.utils import timezone
 
-        from processors.table import FinalResult, create_table, get_results_table
+        from processors.table import FinalResult, ResultsTable, create_table, get_results_table
         from processors.table.store import get_dynamodb_client
         from races.models import Race, RaceClass
 
@@ -109,6 +109,19 @@ def main() -> int:
             cache.clear()
             assert client.get(url).status_code == 200
 
+        # Time spent in the DynamoDB Query (boto3 call + moto's answer), to tell it from Django's share.
+        query_ms: list[float] = []
+        original = ResultsTable.race_results
+
+        def timed_race_results(self, *a, **kw):
+            start = time.perf_counter()
+            try:
+                return original(self, *a, **kw)
+            finally:
+                query_ms.append((time.perf_counter() - start) * 1000)
+
+        ResultsTable.race_results = timed_race_results
+
         def measure(*, cold: bool) -> tuple[float, float]:
             timings = []
             for _ in range(args.runs):
@@ -122,9 +135,11 @@ def main() -> int:
             return statistics.median(timings), timings[int(len(timings) * 0.9) - 1]
 
         cold_median, cold_p90 = measure(cold=True)
+        query_median = statistics.median(query_ms)
         warm_median, warm_p90 = measure(cold=False)
         print(f"results API, first page of 100 of {args.racers} racers, {args.runs} runs each:")
         print(f"  cold (page not cached: SQL + DynamoDB Query): median {cold_median:.1f} ms, p90 {cold_p90:.1f} ms")
+        print(f"    of which the DynamoDB Query to the embedded endpoint: median {query_median:.1f} ms")
         print(f"  settled race, page cached:                   median {warm_median:.1f} ms, p90 {warm_p90:.1f} ms")
         print("  target: median <= 30 ms")
         return 0 if warm_median <= 30 else 1
