@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import binascii
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from processors.config import get_config
 from processors.deadletter import DeadLetter, send_dead_letters
-from processors.domain import BadRecord, Reading, decode_base64_reading, fold_readings, new_state, state_seconds
+from processors.domain import BadRecord, fold_payloads, new_state, state_seconds
 from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds
 from processors.table import ResultsTable, get_results_table
 
@@ -37,20 +37,11 @@ MAX_RACES_IN_SUMMARY = 20
 
 
 def fold_kinesis_records(
-    records: Iterable[Mapping[str, Any]], state: dict[str, Any]
+    records: Sequence[Mapping[str, Any]], state: dict[str, Any]
 ) -> tuple[int, list[tuple[Mapping[str, Any], BadRecord]]]:
     """Decode Kinesis records and fold the valid ones into ``state``. Returns (readings, bad records)."""
-    readings: list[Reading] = []
-    bad: list[tuple[Mapping[str, Any], BadRecord]] = []
-    append = readings.append
-    for record in records:
-        result = decode_base64_reading(record["kinesis"]["data"])
-        if type(result) is Reading:
-            append(result)
-        else:
-            bad.append((record, result))  # type: ignore[arg-type]
-    fold_readings(state, readings)
-    return len(readings), bad
+    bad = fold_payloads(state, [record["kinesis"]["data"] for record in records])
+    return len(records) - len(bad), [(records[index], problem) for index, problem in bad]
 
 
 def write_state(table: ResultsTable, state: Mapping[str, Any]) -> dict[str, Any]:

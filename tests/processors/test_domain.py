@@ -23,6 +23,7 @@ from processors.domain import (
     decode_base64_reading,
     decode_reading,
     finished_changes,
+    fold_payloads,
     fold_readings,
     is_better_best,
     make_reading,
@@ -48,6 +49,15 @@ class TestOutput:
     def test_output_is_the_rounded_formula(self, cadence: float, resistance: float) -> None:
         expected = round(((cadence + 35) * (resistance + 65)) / 100, 4)
         assert output_of(cadence, resistance) == expected
+
+    def test_integer_fast_path_equals_the_rounded_formula_for_every_integer_input(self) -> None:
+        for cadence in range(0, 251):
+            body = message(cadence=cadence)
+            for resistance in range(0, 101):
+                body["resistance"] = resistance
+                reading = decode_reading(orjson.dumps(body))
+                assert isinstance(reading, Reading)
+                assert reading.output == round(((cadence + 35) * (resistance + 65)) / 100, 4)
 
     def test_known_values(self) -> None:
         assert output_of(0, 0) == 22.75
@@ -258,6 +268,22 @@ class TestAggregationProperties:
 
 
 class TestFoldAndApply:
+    def test_fold_payloads_equals_decode_then_fold(self) -> None:
+        bodies = [
+            message(racer_id=r, second=s, cadence=60.5 + r, event="final" if s == 3 else "update")
+            for r in range(5)
+            for s in (1, 2, 3)
+        ]
+        payloads = [base64.b64encode(orjson.dumps(body)).decode() for body in bodies]
+        payloads.insert(4, "bad!")
+        payloads.append(base64.b64encode(b"[]").decode())
+        state = new_state()
+        bad = fold_payloads(state, payloads)
+        assert [(index, problem.reason) for index, problem in bad] == [(4, Reason.BAD_BASE64), (16, Reason.NOT_OBJECT)]
+        readings = [decode_base64_reading(payload) for payload in payloads]
+        expected = fold_readings(new_state(), [r for r in readings if isinstance(r, Reading)])
+        assert state == expected
+
     def test_fold_keeps_one_output_per_second_and_the_larger_on_conflict(self) -> None:
         fields = {"device_ts": 1, "second": 5, "race_id": 1, "name": "A", "racer_id": 1, "class_id": 1, "resistance": 0}
         low = make_reading(cadence=10, **fields)
