@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from processors.table import FinalResult, InvalidCursor, LiveStandings, StoreUnavailable, get_results_table
+from processors.table import InvalidCursor, StoreUnavailable, get_results_table
 from races.models import Race, RaceClass, Racer
 from races.selectors import (
     race_class_list_with_current,
@@ -22,6 +22,8 @@ from races.selectors import (
     race_next_for_class,
     seconds_remaining,
 )
+
+from . import selectors
 
 LIVE_ROWS = 100
 RESULTS_PAGE = 100
@@ -79,31 +81,6 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "leaderboards/home.html", {"classes": classes, "now": now})
 
 
-@dataclass(frozen=True)
-class LiveRowView:
-    rank: int
-    racer_id: int
-    name: str
-    score: float
-    second: int
-    output: float
-    finished: bool
-
-
-def _live_rows(standings: LiveStandings | None, racer_id: int | None) -> tuple[list[LiveRowView], LiveRowView | None]:
-    """The top rows, and the given racer's row when it is not among them."""
-    if standings is None:
-        return [], None
-    rows = [
-        LiveRowView(rank, r.racer_id, r.name, r.score, r.second, r.output, r.finished)
-        for rank, r in enumerate(standings.rows, start=1)
-    ]
-    own = None
-    if racer_id is not None:
-        own = next((row for row in rows[LIVE_ROWS:] if row.racer_id == racer_id), None)
-    return rows[:LIVE_ROWS], own
-
-
 def class_live(request: HttpRequest, class_id: int) -> HttpResponse:
     """ "Here now": the class's current race with live standings (updated over /ws/classes/<id>/)."""
     race_class = get_object_or_404(RaceClass, pk=class_id)
@@ -113,14 +90,17 @@ def class_live(request: HttpRequest, class_id: int) -> HttpResponse:
     racer_id = _int_param(request, "racer")
     if racer_id is None:
         racer_id = _own_racer_id(request)
-    standings = None
+    snapshot = None
     store_error = False
     if race is not None:
         try:
-            standings = get_results_table().live_standings(race.pk)
+            snapshot = selectors.live_snapshot_get(race=race, top=LIVE_ROWS, racer_id=racer_id)
         except StoreUnavailable:
             store_error = True
-    rows, own = _live_rows(standings, racer_id)
+    rows = snapshot.rows if snapshot else []
+    own = snapshot.racer_row if snapshot else None
+    if own is not None and any(row.racer_id == own.racer_id for row in rows):
+        own = None  # already highlighted among the top rows
     return render(
         request,
         "leaderboards/class_live.html",
@@ -130,7 +110,7 @@ def class_live(request: HttpRequest, class_id: int) -> HttpResponse:
             "upcoming": upcoming,
             "rows": rows,
             "own_row": own,
-            "total": len(standings.rows) if standings else 0,
+            "total": snapshot.total if snapshot else 0,
             "racer_id": racer_id,
             "store_error": store_error,
             "store_message": STORE_UNAVAILABLE_MESSAGE,
@@ -140,91 +120,37 @@ def class_live(request: HttpRequest, class_id: int) -> HttpResponse:
     )
 
 
-@dataclass(frozen=True)
-class ResultRowView:
-    rank: int | None  # None = DNF
-    racer_id: int
-    name: str
-    score: float
-    second: int
-
-
 def race_results(request: HttpRequest, race_id: int) -> HttpResponse:
-    """Final standings of a race (A2, score desc), DNF rows after the last page once the race has ended."""
+    """Final standings of a race (A2, score desc), then DNF rows once the race has ended."""
     race = get_object_or_404(Race.objects.select_related("race_class"), pk=race_id)
-    now = timezone.now()
-    state = race.state_at(now)
     cursor = request.GET.get("cursor") or None
-    start = _int_param(request, "start") or 1
-    table = get_results_table()
     try:
-        page = table.race_results(race.pk, limit=RESULTS_PAGE, cursor=cursor)
-        rows = [ResultRowView(start + i, r.racer_id, r.name, r.score, r.second) for i, r in enumerate(page.items)]
-        if page.next_cursor is None and state == Race.Status.FINISHED:
-            rows += _dnf_rows(race.pk, finished=_all_finished_ids(table, race.pk, cursor, page.items))
-    except InvalidCursor:
+        rows, next_cursor = selectors.race_results_page(race=race, limit=RESULTS_PAGE, cursor=cursor)
+    except (InvalidCursor, selectors.CursorError):
         return _bad_cursor(request)
     except StoreUnavailable:
         return _store_unavailable(request)
     return render(
         request,
         "leaderboards/race_results.html",
-        {
-            "race": race,
-            "state": state,
-            "rows": rows,
-            "next_cursor": page.next_cursor,
-            "next_start": start + len(page.items),
-        },
+        {"race": race, "state": race.state_at(timezone.now()), "rows": rows, "next_cursor": next_cursor},
     )
 
 
-def _all_finished_ids(table, race_id: int, cursor: str | None, items: list[FinalResult]) -> set[int]:
-    """Racer ids with a final result; only re-reads earlier pages when this is not the first page."""
-    finished = {r.racer_id for r in items}
-    if cursor is None:
-        return finished
-    next_cursor = None
-    while True:
-        page = table.race_results(race_id, limit=1000, cursor=next_cursor)
-        finished.update(r.racer_id for r in page.items)
-        next_cursor = page.next_cursor
-        if next_cursor is None:
-            return finished
-
-
-def _dnf_rows(race_id: int, *, finished: set[int]) -> list[ResultRowView]:
-    """Racers seen in the race without a final result: DNF with their last known score."""
-    standings = get_results_table().live_standings(race_id)
-    if standings is None:
-        return []
-    return [
-        ResultRowView(None, r.racer_id, r.name, r.score, r.second) for r in standings.rows if r.racer_id not in finished
-    ]
-
-
 def class_leaderboard(request: HttpRequest, class_id: int) -> HttpResponse:
-    """All-time bests of a class (A3, score desc), paginated with the table's cursor."""
+    """All-time bests of a class (A3, score desc), paginated."""
     race_class = get_object_or_404(RaceClass, pk=class_id)
     cursor = request.GET.get("cursor") or None
-    start = _int_param(request, "start") or 1
     try:
-        page = get_results_table().class_leaderboard(class_id, limit=LEADERBOARD_PAGE, cursor=cursor)
-    except InvalidCursor:
+        rows, next_cursor = selectors.class_leaderboard_page(class_id=class_id, limit=LEADERBOARD_PAGE, cursor=cursor)
+    except (InvalidCursor, selectors.CursorError):
         return _bad_cursor(request)
     except StoreUnavailable:
         return _store_unavailable(request)
-    rows = [(start + i, best) for i, best in enumerate(page.items)]
     return render(
         request,
         "leaderboards/class_leaderboard.html",
-        {
-            "race_class": race_class,
-            "rows": rows,
-            "next_cursor": page.next_cursor,
-            "next_start": start + len(page.items),
-            "first_page": cursor is None,
-        },
+        {"race_class": race_class, "rows": rows, "next_cursor": next_cursor, "first_page": cursor is None},
     )
 
 
@@ -303,24 +229,22 @@ def line_chart(values: list[float | None], labels: list[str], *, dots: bool = Fa
 
 
 def racer_detail(request: HttpRequest, racer_id: int) -> HttpResponse:
-    """A racer's races (A4, newest first) with a chart of scores and one race's per-second output."""
-    racer = Racer.objects.filter(pk=racer_id).first()
+    """A racer's bests per class (A5), races (A4, newest first) with a chart of scores, and the
+    per-second output of one chosen race."""
     cursor = request.GET.get("cursor") or None
     chosen_race_id = _int_param(request, "race")
-    table = get_results_table()
     try:
-        page = table.racer_results(racer_id, limit=RACER_RESULTS_PAGE, cursor=cursor)
-        if racer is None and not page.items:
+        profile = selectors.racer_profile_get(racer_id=racer_id)
+        if profile is None:
             raise Http404("No racer with this id.")
-        results = page.items
+        results, next_cursor = selectors.racer_results_page(racer_id=racer_id, limit=RACER_RESULTS_PAGE, cursor=cursor)
         if chosen_race_id is None and results:
             chosen_race_id = results[0].race_id
-        seconds = table.racer_race_seconds(chosen_race_id, racer_id) if chosen_race_id is not None else []
+        seconds = get_results_table().racer_race_seconds(chosen_race_id, racer_id) if chosen_race_id else []
     except InvalidCursor:
         return _bad_cursor(request)
     except StoreUnavailable:
         return _store_unavailable(request)
-    class_names = dict(RaceClass.objects.filter(pk__in={r.class_id for r in results}).values_list("pk", "name"))
     oldest_first = list(reversed(results))
     score_chart = (
         line_chart([r.score for r in oldest_first], [f"Race {r.race_id}" for r in oldest_first], dots=True)
@@ -334,9 +258,10 @@ def racer_detail(request: HttpRequest, racer_id: int) -> HttpResponse:
         "leaderboards/racer.html",
         {
             "racer_id": racer_id,
-            "name": racer.name if racer else results[0].name,
-            "results": [(r, class_names.get(r.class_id, f"Class {r.class_id}")) for r in results],
-            "next_cursor": page.next_cursor,
+            "name": profile.name,
+            "bests": profile.bests,
+            "results": results,
+            "next_cursor": next_cursor,
             "score_chart": score_chart,
             "seconds_chart": seconds_chart,
             "chosen_race_id": chosen_race_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -112,7 +113,12 @@ def _watch_the_race(site: Site, browser, tmp_path: Path, ids: dict, bikes: Bikes
 
     # A spectator on a laptop.
     live = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-    live.goto(f"{site.url}/classes/{class_id}/")
+    live.goto(f"{site.url}/")
+    row = live.locator(f'tr[data-class-id="{class_id}"]')
+    expect(row.locator("time.countdown")).to_have_text(re.compile(r"^0:[0-4]\d$"))
+    shot(live, tmp_path, "home")
+    row.get_by_role("link", name="Here now").click()
+    expect(live).to_have_url(f"{site.url}/classes/{class_id}/")
     expect(live.locator("#race-title")).to_have_text(f"Race #{race_a}")
     live.evaluate("window.__sameDocument = true")  # gone if the page ever reloads
 
@@ -186,4 +192,19 @@ def _watch_the_race(site: Site, browser, tmp_path: Path, ids: dict, bikes: Bikes
     assert ranked.first.locator("td").first.text_content() == "1"
     expect(live.locator('#results tr[data-racer-id="4"] td').first).to_have_text("DNF")
     shot(live, tmp_path, "results-race-a")
+
+    # The winner's page: charts of scores over races and of her seconds in race A.
+    live.get_by_role("link", name="Cleo Crank").click()
+    expect(live).to_have_url(f"{site.url}/racers/3/?race={race_a}")
+    expect(live.get_by_role("img", name="Score per race")).to_be_visible()
+
+    def seconds_chart() -> bool:
+        if live.get_by_role("img", name="Output per second").count():
+            return True
+        live.reload()
+        return False
+
+    wait_until(seconds_chart, timeout=20, interval=1, message="Cleo's per-second chart")
+    expect(live.locator("#seconds-chart-title")).to_have_text("Output per second")
+    shot(live, tmp_path, "racer-cleo")
     assert bikes.sent >= RACE_SECONDS

@@ -249,12 +249,15 @@ class TestRacerPage:
         Racer.objects.create(racer_id=5, name="Eli Crank")
         for race_id, score in ((21, 400.0), (22, 450.0), (23, 430.0)):
             table.put_final_results([FinalResult(race_id, sprint.pk, 5, "Eli Crank", score, 300, race_id)])
+        table.put_personal_bests([PersonalBest(sprint.pk, 5, "Eli Crank", 450.0, 22)])
         table.put_racer_race_seconds(23, 5, {1: 100.0, 2: 110.5, 4: 90.0})
         table.put_racer_race_seconds(21, 5, {1: 50.0})
         response = client.get("/racers/5/")
         assert response.status_code == 200
         html = response.content.decode()
         assert "Eli Crank" in html
+        bests = html.split('id="racer-bests"')[1].split("</table>")[0]
+        assert ">Sprint</a>" in bests and "450.0" in bests and 'href="/races/22/"' in bests
         assert html.count('<svg class="chart"') == 2
         assert '<title id="score-chart-title">Score per race</title>' in html
         # newest race chosen by default; second 3 is missing so the line has two segments
