@@ -3,6 +3,8 @@ from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from races.admin_pipeline import pipeline_status_view
+
 from .exceptions import json_not_found
 
 
@@ -11,6 +13,7 @@ def health(request):
 
 
 urlpatterns = [
+    path("admin/pipeline/", pipeline_status_view, name="admin-pipeline"),  # before admin/: not a model page
     path("admin/", admin.site.urls),
     path("api/", include("races.urls")),
     path("api/", include("leaderboards.urls")),

@@ -1,0 +1,59 @@
+"""``manage.py simulate``: finds the class's current race in the schedule and plays it into the stream."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import boto3
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from processors.local.bootstrap import bootstrap
+from processors.local.template import load_local_settings
+from tests.factories import RaceClassFactory, RaceFactory, RacerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def read_stream(name: str) -> list[dict]:
+    kinesis = boto3.client("kinesis")
+    messages = []
+    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )
+        messages += [
+            json.loads(r["Data"]) for r in kinesis.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+        ]
+    return messages
+
+
+def test_simulate_plays_the_current_race_with_racer_names_from_the_database(aws, settings):
+    resources = bootstrap(None, load_local_settings())
+    settings.ALLEYCAT_STREAM = resources.stream_name
+    race_class = RaceClassFactory()
+    now = timezone.now()
+    race = RaceFactory(race_class=race_class, starts_at=now - timedelta(seconds=30), ends_at=now + timedelta(minutes=4))
+    RacerFactory(racer_id=1, name="Ada Lovelace")
+    RacerFactory(racer_id=2, name="Grace Hopper")
+
+    call_command(
+        "simulate", "--racers", "4", "--class", str(race_class.pk), "--seconds", "3", "--speed", "20", "--no-progress"
+    )
+
+    messages = read_stream(resources.stream_name)
+    assert len(messages) == 12 and {m["raceId"] for m in messages} == {race.pk}
+    names = {m["racerId"]: m["name"] for m in messages}
+    assert names[1] == "Ada Lovelace" and names[2] == "Grace Hopper" and len(names) == 4
+    seconds = sorted({m["second"] for m in messages})
+    # joined 30 s into the race: it plays the race's own seconds from now on, final at the last one played
+    assert len(seconds) == 3 and 30 <= seconds[0] <= 33
+    assert {m["second"] for m in messages if m["event"] == "final"} == {seconds[-1]}
+
+
+def test_simulate_without_a_running_race_says_so(aws):
+    race_class = RaceClassFactory()
+    with pytest.raises(CommandError, match="no race running"):
+        call_command("simulate", "--class", str(race_class.pk), "--no-progress")
