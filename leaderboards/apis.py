@@ -48,13 +48,27 @@ PLAIN_ETAG_SUFFIX = "-identity"
 RESULTS_CACHE_SECONDS = 24 * 60 * 60
 
 
+# DynamoDB answers that mean "not reachable / not set up" rather than a bug in the request.
+_UNAVAILABLE_CLIENT_ERRORS = frozenset(
+    {"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException", "RequestExpired"}
+)
+MAX_ID = 2**53 - 1  # ids survive JSON numbers (processors.domain.MAX_ID); larger ones exist nowhere
+
+
 class StoreErrorsMixin:
-    """Turns the stores' errors into API errors before DRF's exception handler sees them."""
+    """Ids out of range are a 404; the stores' errors become API errors before DRF's handler sees them."""
+
+    def initial(self, request, *args, **kwargs):
+        if any(name.endswith("_id") and value > MAX_ID for name, value in kwargs.items()):
+            raise Http404("No such id.")
+        super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc):
         if isinstance(exc, InvalidCursor | selectors.CursorError):
             exc = ApplicationError(INVALID_CURSOR, code="invalid_cursor")
-        elif isinstance(exc, StoreUnavailable | integrations.HistoryUnavailable | BotoCoreError | ClientError):
+        elif isinstance(exc, StoreUnavailable | integrations.HistoryUnavailable | BotoCoreError) or (
+            isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _UNAVAILABLE_CLIENT_ERRORS
+        ):
             logger.warning("Results store unavailable: %s", exc)
             exc = ServiceUnavailable()
         return super().handle_exception(exc)

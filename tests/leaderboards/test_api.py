@@ -91,6 +91,15 @@ class TestRaceListApi:
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
 
+    @pytest.mark.parametrize(
+        "path",
+        ["races/{big}/", "races/{big}/results/", "races/{big}/live/", "classes/{big}/leaderboard/", "racers/{big}/"],
+    )
+    def test_ids_beyond_any_stored_id_are_a_json_404(self, client, path):
+        response = client.get("/api/" + path.format(big=10**30))
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
     def test_writes_are_refused_to_anonymous_clients(self, client):
         response = client.post("/api/races/", {"class": 1})
         assert response.status_code == 403
@@ -101,9 +110,13 @@ class TestRaceListApi:
 
 
 class TestRaceResultsApi:
-    def test_score_desc_ties_by_racer_id_and_ranks_continue_across_pages(self, client, table, finished_race):
+    def test_score_desc_ties_by_racer_id_and_ranks_continue_across_pages(
+        self, client, table, finished_race, django_assert_num_queries
+    ):
         scores = {racer_id: float(1000 - racer_id // 2) for racer_id in range(1, 251)}  # pairs tie
         seed_finals(table, finished_race, scores)
+        with django_assert_num_queries(1):  # the race
+            assert client.get(f"/api/races/{finished_race.pk}/results/?limit=100").status_code == 200
         rows, pages = _all_pages(client, f"/api/races/{finished_race.pk}/results/?limit=100")
         assert pages == 3
         assert [r["rank"] for r in rows] == list(range(1, 251))
@@ -207,9 +220,10 @@ class TestRaceResultsApi:
 
 
 class TestRaceLiveApi:
-    def test_snapshot_ranked_bounded_with_own_row(self, client, table, running_race):
+    def test_snapshot_ranked_bounded_with_own_row(self, client, table, running_race, django_assert_num_queries):
         seed_live(table, running_race, {i: (f"R{i}", {1: float(i)}, None) for i in range(1, 21)})
-        body = client.get(f"/api/races/{running_race.pk}/live/?limit=5&racer=3").json()
+        with django_assert_num_queries(1):  # the race
+            body = client.get(f"/api/races/{running_race.pk}/live/?limit=5&racer=3").json()
         assert body["total"] == 20 and body["version"] == 1
         assert [r["racer_id"] for r in body["rows"]] == [20, 19, 18, 17, 16]
         assert [r["rank"] for r in body["rows"]] == [1, 2, 3, 4, 5]
@@ -232,10 +246,14 @@ class TestRaceLiveApi:
 
 
 class TestClassLeaderboardApi:
-    def test_all_time_bests_ranked_across_pages(self, client, table, finished_race, make_race, race_class):
+    def test_all_time_bests_ranked_across_pages(
+        self, client, table, finished_race, make_race, race_class, django_assert_num_queries
+    ):
         later = make_race(start_minutes=-30)
         seed_finals(table, finished_race, {1: 10.0, 2: 30.0, 3: 20.0})
         seed_finals(table, later, {1: 40.0, 2: 5.0})  # racer 1 improves, racer 2 does not
+        with django_assert_num_queries(1):  # the class exists
+            assert client.get(f"/api/classes/{race_class.pk}/leaderboard/?limit=2").status_code == 200
         rows, pages = _all_pages(client, f"/api/classes/{race_class.pk}/leaderboard/?limit=2")
         assert pages == 2
         assert [(r["rank"], r["racer_id"], r["score"], r["race_id"]) for r in rows] == [
@@ -286,10 +304,13 @@ class TestClassHistoryApi:
 
 
 class TestRacerApis:
-    def test_registered_racer_with_personal_bests(self, client, table, racer, finished_race, race_class):
+    def test_registered_racer_with_personal_bests(
+        self, client, table, racer, finished_race, race_class, django_assert_num_queries
+    ):
         RaceClass.objects.create(name="Empty class", display_order=5)
         seed_finals(table, finished_race, {racer.pk: 123.4567}, names={racer.pk: racer.name})
-        body = client.get(f"/api/racers/{racer.pk}/").json()
+        with django_assert_num_queries(2):  # the racer, the classes
+            body = client.get(f"/api/racers/{racer.pk}/").json()
         assert body == {
             "id": racer.pk,
             "name": "Ada Pedal",
