@@ -141,7 +141,7 @@ class RaceListApi(StoreErrorsMixin, APIView):
         summary="List races",
         description="Races newest first (start time desc), cursor-paginated. One SQL query per page.",
         parameters=[FilterSerializer],
-        responses={200: paginated("RacePage", RaceOutputSerializer), **error_responses(400)},
+        responses={200: paginated("RacePage", RaceOutputSerializer), **error_responses(400, 429)},
     )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
@@ -171,7 +171,7 @@ class RaceDetailApi(StoreErrorsMixin, APIView):
 
     @extend_schema(
         summary="One race",
-        responses={200: OutputSerializer, **error_responses(404)},
+        responses={200: OutputSerializer, **error_responses(404, 429)},
     )
     def get(self, request, race_id: int):
         race = _race_or_404(race_id)
@@ -203,11 +203,11 @@ class RaceResultsApi(StoreErrorsMixin, APIView):
             "change: they carry a strong ETag and a one-year Cache-Control, and If-None-Match gives 304. "
             "Other results carry an ETag with Cache-Control no-cache."
         ),
-        parameters=[FilterSerializer],
+        parameters=[FilterSerializer, RETRY_AFTER],
         responses={
             200: paginated("RaceResultPage", OutputSerializer),
             304: NOT_MODIFIED,
-            **error_responses(400, 404, 503),
+            **error_responses(400, 404, 503, 429),
         },
     )
     def get(self, request, race_id: int):
@@ -267,8 +267,8 @@ class RaceLiveApi(StoreErrorsMixin, APIView):
             "The current snapshot of the race's live item (one read): the top rows ranked by score desc, "
             "racer id asc, the total count, and the ?racer= row wherever it ranks. Empty before any reading."
         ),
-        parameters=[FilterSerializer],
-        responses={200: OutputSerializer, **error_responses(400, 404, 503)},
+        parameters=[FilterSerializer, RETRY_AFTER],
+        responses={200: OutputSerializer, **error_responses(400, 404, 503, 429)},
     )
     def get(self, request, race_id: int):
         filters = self.FilterSerializer(data=request.query_params)
@@ -295,8 +295,8 @@ class ClassLeaderboardApi(StoreErrorsMixin, APIView):
     @extend_schema(
         summary="All-time leaderboard of a class",
         description="Each racer's best final score in the class, desc (ties by racer id asc), cursor-paginated.",
-        parameters=[FilterSerializer],
-        responses={200: paginated("LeaderboardPage", OutputSerializer), **error_responses(400, 404, 503)},
+        parameters=[FilterSerializer, RETRY_AFTER],
+        responses={200: paginated("LeaderboardPage", OutputSerializer), **error_responses(400, 404, 503, 429)},
     )
     def get(self, request, class_id: int):
         filters = self.FilterSerializer(data=request.query_params)
@@ -365,7 +365,7 @@ class ClassHistoryApi(StoreErrorsMixin, APIView):
         responses={
             (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="The history object."),
             304: NOT_MODIFIED,
-            **error_responses(404, 503),
+            **error_responses(404, 503, 429),
         },
     )
     def get(self, request, class_id: int):
@@ -413,7 +413,8 @@ class RacerDetailApi(StoreErrorsMixin, APIView):
     @extend_schema(
         summary="One racer and their personal bests",
         description="A registered racer, or one known from results only. Personal best per class (one read each).",
-        responses={200: OutputSerializer, **error_responses(404, 503)},
+        parameters=[RETRY_AFTER],
+        responses={200: OutputSerializer, **error_responses(404, 503, 429)},
     )
     def get(self, request, racer_id: int):
         profile = selectors.racer_profile_get(racer_id=racer_id)
@@ -439,8 +440,8 @@ class RacerResultsApi(StoreErrorsMixin, APIView):
     @extend_schema(
         summary="A racer's results",
         description="Final results across races, newest race first, cursor-paginated.",
-        parameters=[FilterSerializer],
-        responses={200: paginated("RacerResultPage", OutputSerializer), **error_responses(400, 404, 503)},
+        parameters=[FilterSerializer, RETRY_AFTER],
+        responses={200: paginated("RacerResultPage", OutputSerializer), **error_responses(400, 404, 503, 429)},
     )
     def get(self, request, racer_id: int):
         filters = self.FilterSerializer(data=request.query_params)

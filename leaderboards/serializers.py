@@ -26,7 +26,11 @@ class ErrorSerializer(serializers.Serializer):
 
 
 RETRY_AFTER = OpenApiParameter(
-    "Retry-After", OpenApiTypes.INT, location=OpenApiParameter.HEADER, description="Seconds to wait.", response=[503]
+    "Retry-After",
+    OpenApiTypes.INT,
+    location=OpenApiParameter.HEADER,
+    description="Seconds to wait before retrying.",
+    response=[503, 429],
 )
 
 ERROR_400 = OpenApiResponse(ErrorSerializer, description="Bad parameters, or a cursor this list did not issue.")
@@ -34,11 +38,12 @@ ERROR_404 = OpenApiResponse(ErrorSerializer, description="Unknown id.")
 ERROR_503 = OpenApiResponse(
     ErrorSerializer, description="DynamoDB or S3 cannot be reached; the Retry-After header says when to try again."
 )
+ERROR_429 = OpenApiResponse(ErrorSerializer, description="Too many requests; Retry-After says when to retry.")
 NOT_MODIFIED = OpenApiResponse(description="Not modified: the If-None-Match ETag is current. No body.")
 
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    known = {400: ERROR_400, 404: ERROR_404, 503: ERROR_503}
+    known = {400: ERROR_400, 404: ERROR_404, 429: ERROR_429, 503: ERROR_503}
     return {code: known[code] for code in codes}
 
 

@@ -381,7 +381,7 @@ def test_schema_is_valid_openapi_3_and_describes_every_endpoint(client):
     assert schema["openapi"].startswith("3.")
     paths = schema["paths"]
     expected = {
-        "/api/races/": {"200", "400"},
+        "/api/races/": {"200", "400", "429"},
         "/api/races/{race_id}/": {"200", "404"},
         "/api/races/{race_id}/results/": {"200", "304", "400", "404", "503"},
         "/api/races/{race_id}/live/": {"200", "400", "404", "503"},
