@@ -16,7 +16,7 @@ from django.utils import timezone
 from alleycat_site.asgi import application
 from processors.publishing import standings_message as publisher_message
 from processors.table import LiveRow, LiveStandings
-from races.events import race_payload
+from races.events import race_event_send, race_payload
 from races.models import Race
 from tests.leaderboards.conftest import seed_live
 
@@ -138,7 +138,7 @@ class TestClassStandingsConsumer:
         await sync_to_async(Race.objects.filter(pk=running_race.pk).update)(ends_at=now, status=Race.Status.FINISHED)
         following = await sync_to_async(make_race)(start_minutes=0, status=Race.Status.ACTIVE)
         await sync_to_async(seed_live)(table, following, {9: ("Kai", {1: 70.0}, None)})
-        await _push(f"class.{race_class.pk}", {"type": "race.started", "race": race_payload(following)})
+        assert await sync_to_async(race_event_send)(kind="race.started", race=following)  # rotation's own push
         started = await communicator.receive_json_from()
         assert started["type"] == "race.started" and started["race"]["id"] == following.pk
         switched = await communicator.receive_json_from()
