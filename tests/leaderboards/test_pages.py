@@ -309,3 +309,27 @@ class TestRidePage:
         client.force_login(user)
         html = client.get("/ride/").content.decode()
         assert "not linked to a racer" in html and "ride.js" not in html
+
+
+class TestPageQueryCounts:
+    """SQL queries per page stay fixed, whatever the number of rows (results come from DynamoDB)."""
+
+    def test_class_live(self, client, sprint, table, django_assert_num_queries):
+        race = make_race(sprint, start_offset=-timedelta(minutes=1))
+        seed_live(table, race, {i: (f"Racer {i}", [80 + i]) for i in range(1, 30)})
+        with django_assert_num_queries(2):  # the class, its current race
+            response = client.get(f"/classes/{sprint.pk}/?racer=3")
+        assert response.content.decode().count("<tr data-racer-id=") == 29
+
+    def test_race_results(self, client, sprint, table, django_assert_num_queries):
+        race = make_race(sprint, start_offset=-timedelta(minutes=10))
+        table.put_final_results([FinalResult(race.pk, sprint.pk, i, f"R{i}", 100.0 + i, 300, i) for i in range(1, 40)])
+        with django_assert_num_queries(1):
+            client.get(f"/races/{race.pk}/")
+
+    def test_racer(self, client, sprint, table, django_assert_num_queries):
+        Racer.objects.create(racer_id=5, name="Eli Crank")
+        table.put_final_results([FinalResult(r, sprint.pk, 5, "Eli Crank", 400.0 + r, 300, r) for r in range(1, 20)])
+        with django_assert_num_queries(3):  # the racer, the classes (bests), the class names of the results
+            response = client.get("/racers/5/")
+        assert response.content.decode().count('class="dot"') == 19
