@@ -144,6 +144,7 @@ _INT_RANGES = {
     "classId": (1, MAX_ID),
 }
 _loads = orjson.loads
+_MAX_BASE64_CHARS = MAX_RECORD_BYTES * 4 // 3 + 4
 _a2b_base64 = binascii.a2b_base64
 _JSONDecodeError = orjson.JSONDecodeError
 
@@ -164,8 +165,15 @@ def decode_reading(data: bytes | str) -> Reading | BadRecord:
 Fields = tuple[str | None, str, int, int, int, str, int, int, float, float, float]
 
 
-def _decode_fields(data: bytes | str, checked_size: bool = False) -> Fields | BadRecord:
-    if not checked_size and len(data) > MAX_RECORD_BYTES:
+def _decode_fields(data: bytes | str, base64_encoded: bool = False) -> Fields | BadRecord:
+    if base64_encoded:  # one function for both, to save a call per record on the hot path
+        if len(data) > _MAX_BASE64_CHARS:
+            return BadRecord(Reason.TOO_LARGE, f"payload is {len(data)} base64 chars, limit {MAX_RECORD_BYTES} bytes")
+        try:
+            data = _a2b_base64(data, strict_mode=True)
+        except (binascii.Error, ValueError) as exc:
+            return BadRecord(Reason.BAD_BASE64, str(exc)[:200])
+    elif len(data) > MAX_RECORD_BYTES:
         return BadRecord(Reason.TOO_LARGE, f"record is {len(data)} bytes, limit {MAX_RECORD_BYTES}")
     try:
         obj = _loads(data)
@@ -252,16 +260,7 @@ def decode_base64_reading(data: str | bytes) -> Reading | BadRecord:
 
 
 def _decode_base64_fields(data: str | bytes) -> Fields | BadRecord:
-    if len(data) > _MAX_BASE64_CHARS:
-        return BadRecord(Reason.TOO_LARGE, f"payload is {len(data)} base64 chars, limit {MAX_RECORD_BYTES} bytes")
-    try:
-        raw = _a2b_base64(data, strict_mode=True)
-    except (binascii.Error, ValueError) as exc:
-        return BadRecord(Reason.BAD_BASE64, str(exc)[:200])
-    return _decode_fields(raw, checked_size=True)
-
-
-_MAX_BASE64_CHARS = MAX_RECORD_BYTES * 4 // 3 + 4
+    return _decode_fields(data, base64_encoded=True)
 
 
 # --- Aggregation -------------------------------------------------------------------------
@@ -312,9 +311,9 @@ def fold_payloads(state: dict[str, Any], payloads: Iterable[str | bytes]) -> lis
     good: list[Fields] = []
     bad: list[tuple[int, BadRecord]] = []
     append = good.append
-    decode = _decode_base64_fields
+    decode = _decode_fields
     for index, payload in enumerate(payloads):
-        fields = decode(payload)
+        fields = decode(payload, True)
         if type(fields) is tuple:
             append(fields)
         else:
@@ -323,10 +322,14 @@ def fold_payloads(state: dict[str, Any], payloads: Iterable[str | bytes]) -> lis
     return bad
 
 
+_SECOND_KEYS = tuple(str(second) for second in range(MAX_SECOND + 1))  # str(second) without the call
+
+
 def _fold_fields(races: dict[str, Any], rows: Iterable[Fields]) -> None:
     last_race_id = last_class_id = None
     race: dict[str, Any] = {}
     racers: dict[str, Any] = {}
+    second_keys = _SECOND_KEYS
     for _uuid, event, device_ts, second, race_id, name, racer_id, class_id, _cadence, _resistance, output in rows:
         if race_id != last_race_id or class_id != last_class_id:
             race_key = str(race_id)
@@ -340,13 +343,19 @@ def _fold_fields(races: dict[str, Any], rows: Iterable[Fields]) -> None:
             racers = race["r"]
         racer_key = str(racer_id)
         racer = racers.get(racer_key)
-        if racer is None:
-            racer = racers[racer_key] = {"n": name, "ns": second, "o": {}, "f": None}
-        elif second > racer["ns"] or (second == racer["ns"] and name > racer["n"]):
+        if racer is None:  # the common case in a short window: the racer's first second
+            racers[racer_key] = {
+                "n": name,
+                "ns": second,
+                "o": {second_keys[second]: output},
+                "f": device_ts if event == EVENT_FINAL else None,
+            }
+            continue
+        if second > racer["ns"] or (second == racer["ns"] and name > racer["n"]):
             racer["n"] = name
             racer["ns"] = second
         outputs = racer["o"]
-        second_key = str(second)
+        second_key = second_keys[second]
         previous = outputs.get(second_key)
         if previous is None or output > previous:
             outputs[second_key] = output
