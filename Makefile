@@ -26,6 +26,7 @@ run: $(RUNTIME_STAMP)
 	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput
 	DJANGO_DEBUG=1 $(PY) manage.py seed_demo
 	DJANGO_DEBUG=1 $(PY) manage.py ensure_staff
+	DJANGO_DEBUG=1 $(PY) manage.py ensure_demo_rider
 	DJANGO_DEBUG=1 exec $(PY) manage.py runstack
 
 test: $(DEV_STAMP)
