@@ -12,6 +12,7 @@ for hours (moto is built for short unit tests):
 - new records go to an *open* shard only: after UpdateShardCount moto 5.2 still routes keys to the
   closed parent (the first shard whose hash range matches), where no reader looks any more, and
   misses the last hash key of every range;
+- PutRecords calls served concurrently cannot lose records (moto 5.2 numbers records without a lock);
 - records older than ``ALLEYCAT_MOTO_RETENTION_SECONDS`` (default 3600) leave the Kinesis shards,
   and a table stream keeps its newest ``ALLEYCAT_MOTO_TABLE_STREAM_RECORDS`` (default 20000)
   records, as the real services' retention does, so memory stays bounded.
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -74,9 +77,13 @@ def patch_moto() -> None:
         return results, last, behind
 
     original_put = Shard.put_record
+    put_lock = threading.Lock()
 
     def put_record(self: Any, partition_key: str, data: str, explicit_hash_key: str) -> str:
-        sequence = original_put(self, partition_key, data, explicit_hash_key)
+        # moto numbers a record "newest + 1" without a lock: two PutRecords calls served by two
+        # threads at once can get the same sequence number, and one record silently replaces the other.
+        with put_lock:
+            sequence = original_put(self, partition_key, data, explicit_hash_key)
         if int(sequence) % _TRIM_EVERY == 0:
             cutoff = time.time() - retention
             while self.records:
@@ -124,20 +131,31 @@ def patch_moto() -> None:
     Shard._alleycat_patched = True
 
 
+def _exit_after_grace(_signum: int, _frame: Any) -> None:
+    # ``make run`` stops every process at once: keep answering for a moment so that the runner
+    # and the simulator finish the calls in progress (and checkpoint) instead of failing them.
+    grace = float(os.environ.get("ALLEYCAT_AWS_STOP_GRACE_SECONDS") or 3)
+    threading.Timer(grace, os._exit, args=(0,)).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv if argv is not None else sys.argv[1:])
-    port = args[0] if args else os.environ.get("ALLEYCAT_AWS_PORT") or str(DEFAULT_PORT)
+    port = int(args[0] if args else os.environ.get("ALLEYCAT_AWS_PORT") or DEFAULT_PORT)
     patch_moto()
     import logging
 
-    from moto.server import main as moto_main
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import run_simple
 
     # One access-log line per request would drown the console of ``make run``.
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
+    os.environ.setdefault("MOTO_PORT", str(port))
+    signal.signal(signal.SIGTERM, _exit_after_grace)
     print(f"embedded AWS endpoint (moto) on http://{HOST}:{port}", flush=True)
-    moto_main(["-H", HOST, "-p", str(port)])
+    run_simple(
+        HOST, port, DomainDispatcherApplication(create_backend_app), threaded=True, request_handler=MotoRequestHandler
+    )
     return 0
 
 

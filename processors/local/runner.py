@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import gzip
+import io
 import json
 import logging
 import os
@@ -59,7 +61,8 @@ from processors.local.checkpoints import CheckpointStore, var_dir, write_json_at
 from processors.local.streams import DynamoDBStream, KinesisStream, ShardCursor, ShardSet, StreamAdapter
 from processors.local.template import EventSourceSettings, FunctionSettings, LocalSettings, load_local_settings
 
-logger = logging.getLogger("alleycat.runner")
+# Not under "alleycat": that is the handlers' Powertools logger (JSON, WARNING locally, no propagation).
+logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict, Any], Any]
 
@@ -166,6 +169,13 @@ class Invoker:
         self.handler = handler
         self.region = region
 
+    @staticmethod
+    def _metrics_sink() -> Any:
+        # Powertools prints one EMF blob per invocation (CloudWatch's metric format) with print();
+        # locally nobody collects them, so they are dropped unless ALLEYCAT_HANDLER_EMF=1.
+        # Handler logs are unaffected: their handler keeps the stream it was created with.
+        return sys.stdout if os.environ.get("ALLEYCAT_HANDLER_EMF") == "1" else io.StringIO()
+
     def __call__(self, event: dict) -> Any:
         payload = json.loads(json.dumps(event))  # exactly what a JSON-serialised Lambda payload gives
         context = events.LambdaContext(
@@ -174,7 +184,7 @@ class Invoker:
             memory_limit_in_mb=self.function.memory_mb,
             timeout_seconds=self.function.timeout_seconds,
         )
-        with self._lock:
+        with self._lock, contextlib.redirect_stdout(self._metrics_sink()):
             response = self.handler(payload, context)
         return json.loads(json.dumps(response)) if response is not None else None
 
@@ -216,6 +226,9 @@ class SourceThread(threading.Thread):
                 self.loop()
                 return
             except Exception as exc:  # a source never dies silently: log, count, wait, resume
+                if self.stop.is_set():
+                    logger.info("%s: stopped during a call (%s); it resumes from its checkpoint", self.name, exc)
+                    return
                 self.stats.error(exc)
                 logger.error("%s: %s\n%s", self.name, exc, traceback.format_exc(limit=5))
                 self.stop.wait(2.0)
@@ -979,8 +992,6 @@ def configure_environment(settings: LocalSettings, resources: Any, environ: dict
                 continue
             environ.setdefault(name, value)
     environ.setdefault("POWERTOOLS_LOG_LEVEL", os.environ.get("ALLEYCAT_HANDLER_LOG_LEVEL") or "WARNING")
-    # One process runs every function: EMF blobs per invocation would drown the console.
-    environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

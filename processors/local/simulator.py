@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-logger = logging.getLogger("alleycat.simulator")
+logger = logging.getLogger(__name__)
 
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
@@ -123,12 +123,17 @@ class SimulationResult:
 
 
 class Simulator:
-    """Sends the messages of races to one Kinesis stream."""
+    """Sends the messages of races to one Kinesis stream.
 
-    def __init__(self, kinesis: Any, stream: str, *, workers: int = 4) -> None:
+    ``workers`` > 1 sends the batches of a second in parallel (real Kinesis, many shards); the
+    default is sequential, because one race is one partition key, hence one shard anyway.
+    """
+
+    def __init__(self, kinesis: Any, stream: str, *, workers: int = 1, stop: threading.Event | None = None) -> None:
         self.kinesis = kinesis
         self.stream = stream
         self.workers = workers
+        self.stop = stop or threading.Event()  # set: give up retrying (the process is stopping)
 
     def put(self, messages: Sequence[dict]) -> tuple[int, int, int]:
         """Send messages with PutRecords (≤ 500 per call), retrying failed records. (sent, retried, lost)."""
@@ -158,15 +163,18 @@ class Simulator:
                     StreamName=self.stream, Records=[{"Data": data, "PartitionKey": key} for data, key in pending]
                 )
             except Exception as exc:  # the endpoint is down or throttling the whole call: back off, try again
+                if self.stop.is_set():
+                    break
                 logger.warning("PutRecords failed (%s), retrying %d records", exc, len(pending))
                 retried += len(pending)
-                time.sleep(min(5.0, 0.1 * 2**attempt))
+                self.stop.wait(min(5.0, 0.1 * 2**attempt))
                 continue
             if not response.get("FailedRecordCount"):
                 return len(batch), retried, 0
             pending = [item for item, result in zip(pending, response["Records"], strict=True) if "ErrorCode" in result]
             retried += len(pending)
-            time.sleep(min(2.0, 0.05 * 2**attempt))
+            if self.stop.wait(min(2.0, 0.05 * 2**attempt)):
+                break
         logger.error("gave up on %d records after %d attempts", len(pending), MAX_PUT_ATTEMPTS)
         return len(batch) - len(pending), retried, len(pending)
 

@@ -66,9 +66,12 @@ class Command(BaseCommand):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         for noisy in ("botocore", "boto3", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        simulator = Simulator(boto3.client("kinesis"), settings.ALLEYCAT_STREAM)
+        stop = threading.Event()  # SIGTERM/SIGINT: finish the second in progress, then stop
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        simulator = Simulator(boto3.client("kinesis"), settings.ALLEYCAT_STREAM, stop=stop)
         if options["demo"]:
-            return self._demo(simulator, racers=options["demo_racers"])
+            return self._demo(simulator, racers=options["demo_racers"], stop=stop)
         if not 1 <= options["racers"] <= MAX_RACERS:
             raise CommandError(f"--racers must be between 1 and {MAX_RACERS}")
         if options["speed"] <= 0:
@@ -80,8 +83,6 @@ class Command(BaseCommand):
             f"Race {race.pk} ({race.race_class}): {len(racers)} racers, "
             f"seconds {spec.first_second}..{spec.last_second} at {options['speed']:g}x into {settings.ALLEYCAT_STREAM}"
         )
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         result = self._play_with_progress(
             simulator, spec, racers, speed=options["speed"], stop=stop, bar=not options["no_progress"]
         )
@@ -131,11 +132,8 @@ class Command(BaseCommand):
 
         return simulator.play(spec, racers, speed=speed, stop=stop, progress=log)
 
-    def _demo(self, simulator: Simulator, *, racers: int) -> None:
+    def _demo(self, simulator: Simulator, *, racers: int, stop: threading.Event) -> None:
         """Fill every enabled class's current race; start on the next one as rotation creates it."""
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
         playing: dict[int, threading.Thread] = {}
         figures: dict[int, SimulationResult] = {}
         last_log = time.monotonic()

@@ -1,0 +1,82 @@
+"""The embedded AWS endpoint as the runner uses it (processors.local.moto): no lost records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from tests.conftest import free_port, wait_for_http
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "processors.local.moto", str(port)], stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/moto-api/")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def client(url: str):
+    return boto3.client(
+        "kinesis",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def read_all(kinesis, stream: str, shard_id: str) -> list[dict]:
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")
+    records, token = [], iterator["ShardIterator"]
+    while True:
+        response = kinesis.get_records(ShardIterator=token, Limit=1000)
+        records += response["Records"]
+        token = response["NextShardIterator"]
+        if not response["Records"]:
+            return records
+
+
+def test_concurrent_put_records_to_one_shard_keep_every_record(endpoint):
+    kinesis = client(endpoint)
+    kinesis.create_stream(StreamName="concurrent", ShardCount=1)
+
+    def send(worker: int) -> None:
+        own = client(endpoint)
+        for batch in range(6):
+            records = [{"Data": f"{worker}-{batch}-{i}".encode(), "PartitionKey": "1"} for i in range(250)]
+            assert own.put_records(StreamName="concurrent", Records=records)["FailedRecordCount"] == 0
+
+    threads = [threading.Thread(target=send, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (shard,) = kinesis.list_shards(StreamName="concurrent")["Shards"]
+    records = read_all(kinesis, "concurrent", shard["ShardId"])
+    assert len(records) == 6000 and len({r["Data"] for r in records}) == 6000
+    assert len({r["SequenceNumber"] for r in records}) == 6000
+
+
+def test_after_resharding_new_records_go_to_open_shards(endpoint):
+    kinesis = client(endpoint)
+    kinesis.create_stream(StreamName="reshard", ShardCount=2)
+    kinesis.update_shard_count(StreamName="reshard", TargetShardCount=4, ScalingType="UNIFORM_SCALING")
+    for key in range(200):
+        kinesis.put_record(StreamName="reshard", Data=b"x", PartitionKey=str(key))
+    shards = kinesis.list_shards(StreamName="reshard")["Shards"]
+    closed = [s["ShardId"] for s in shards if "EndingSequenceNumber" in s["SequenceNumberRange"]]
+    open_ = [s["ShardId"] for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
+    assert len(closed) == 2 and len(open_) == 4
+    assert sum(len(read_all(kinesis, "reshard", shard)) for shard in closed) == 0
+    assert sum(len(read_all(kinesis, "reshard", shard)) for shard in open_) == 200
