@@ -31,8 +31,23 @@ EVENT_FINAL = "final"
 
 
 def output_of(cadence: float, resistance: float) -> float:
-    """Output of one second: round(((cadence + 35) * (resistance + 65)) / 100, 4)."""
-    return round(((cadence + 35) * (resistance + 65)) / 100, 4)
+    """Output of one second: round(((cadence + 35) * (resistance + 65)) / 100, 4), computed fast.
+
+    ``round(x, 4)`` goes through a decimal string and costs ~0.2 us. The result is the double
+    nearest to x rounded to 4 decimals, i.e. nearest to r / 10**4 for the right integer r, and
+    ``r / 10000`` (two exact integers below 2**53) is that same correctly rounded double. r is
+    ``round(x * 10000)`` unless x * 10000 lies next to a half, where the product's own rounding
+    could decide: then we ask ``round(x, 4)``. Whole-number inputs give P / 100 with P an integer,
+    which already has at most 2 decimals. Both shortcuts are tested against the formula.
+    """
+    product = ((cadence + 35) * (resistance + 65)) / 100
+    if type(cadence) is int and type(resistance) is int:
+        return product
+    scaled = product * 10000.0
+    nearest = round(scaled)
+    if -0.49 < scaled - nearest < 0.49:
+        return nearest / 10000
+    return round(product, 4)
 
 
 def output_units(output: float) -> int:
@@ -221,12 +236,12 @@ def _decode_fields(data: bytes | str, base64_encoded: bool = False) -> Fields | 
             if type(event) is not str:
                 return BadRecord(Reason.WRONG_TYPE, "event: must be a string")
             return BadRecord(Reason.UNKNOWN_EVENT, f"event: {event[:32]!r}")
-        if type(cadence) is int and type(resistance) is int:
-            # Exact without round(): P/100 of an integer P has at most 2 decimals, so
-            # round(P / 100, 4) == P / 100 (tested exhaustively); round() costs ~0.2 us.
-            output = ((cadence + 35) * (resistance + 65)) / 100
-        else:
-            output = round(((cadence + 35) * (resistance + 65)) / 100, 4)
+        # output_of(), inlined: a call per record costs as much as the shortcut saves.
+        output = ((cadence + 35) * (resistance + 65)) / 100
+        if type(cadence) is not int or type(resistance) is not int:
+            scaled = output * 10000.0
+            nearest = round(scaled)
+            output = nearest / 10000 if -0.49 < scaled - nearest < 0.49 else round(output, 4)
         return (uuid, event, device_ts, second, race_id, name, racer_id, class_id, cadence, resistance, output)
     return _explain(obj)
 

@@ -59,6 +59,24 @@ class TestOutput:
                 assert isinstance(reading, Reading)
                 assert reading.output == round(((cadence + 35) * (resistance + 65)) / 100, 4)
 
+    @settings(max_examples=3000)
+    @given(
+        st.floats(min_value=0, max_value=250, allow_nan=False) | st.integers(0, 249).map(lambda x: x + 0.5),
+        st.floats(min_value=0, max_value=100, allow_nan=False) | st.integers(0, 100),
+    )
+    def test_fast_output_equals_the_rounded_formula(self, cadence: float, resistance: float) -> None:
+        expected = round(((cadence + 35) * (resistance + 65)) / 100, 4)
+        assert output_of(cadence, resistance) == expected
+        reading = decode_reading(orjson.dumps(message(cadence=cadence, resistance=resistance)))
+        assert isinstance(reading, Reading) and reading.output == expected
+
+    def test_fast_output_on_a_dense_grid_of_decimals(self) -> None:
+        for cadence_tenths in range(0, 2501, 7):
+            cadence = cadence_tenths / 10
+            for resistance_hundredths in range(0, 10001, 37):
+                resistance = resistance_hundredths / 100
+                assert output_of(cadence, resistance) == round(((cadence + 35) * (resistance + 65)) / 100, 4)
+
     def test_known_values(self) -> None:
         assert output_of(0, 0) == 22.75
         assert output_of(250, 100) == 470.25
