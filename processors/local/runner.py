@@ -62,7 +62,7 @@ from processors.local.streams import DynamoDBStream, KinesisStream, ShardCursor,
 from processors.local.template import EventSourceSettings, FunctionSettings, LocalSettings, load_local_settings
 
 # Not under "alleycat": that is the handlers' Powertools logger (JSON, WARNING locally, no propagation).
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("processors.local.runner")
 
 Handler = Callable[[dict, Any], Any]
 
@@ -275,6 +275,9 @@ class StreamMappingSource(SourceThread):
         self.dead_letters = dead_letters
         self.region = region
         self.window_seconds = mapping.tumbling_window_seconds
+        if mapping.kind == "dynamodb":
+            # Lambda polls a DynamoDB stream's shards four times a second (a Kinesis shard once a second).
+            self.poll_seconds = min(self.poll_seconds, 0.25)
         self.checkpoints = CheckpointStore(_checkpoint_name(mapping.function, mapping.name))
         self.stats = SourceStats(
             name=f"{mapping.function} ← {mapping.source}",
