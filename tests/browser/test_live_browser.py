@@ -125,7 +125,9 @@ def _watch_the_race(site: Site, browser, tmp_path: Path, ids: dict, bikes: Bikes
     # The rider on a phone: log in, pick the class, press Start.
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     ride = phone.new_page()
-    ride.goto(f"{site.url}/ride/")
+    ride.goto(f"{site.url}/")
+    shot(ride, tmp_path, "home-phone")
+    ride.get_by_role("link", name="Ride", exact=True).click()
     expect(ride).to_have_url(f"{site.url}/accounts/login/?next=/ride/")
     ride.get_by_label("Username").fill("rider")
     ride.get_by_label("Password").fill(site.rider_password)
