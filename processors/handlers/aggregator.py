@@ -46,17 +46,29 @@ def fold_kinesis_records(
 
 def write_state(table: ResultsTable, state: Mapping[str, Any]) -> dict[str, Any]:
     """Merge every race of the state into its live item. Returns counts for the summary."""
-    written = unchanged = conflicts = 0
+    written = unchanged = conflicts = too_large = 0
     largest_item = 0
     for race_key, race in state.get("races", {}).items():
         outcome = table.merge_live(int(race_key), race["c"], race["r"])
         conflicts += outcome.attempts - 1
-        if outcome.written:
+        if outcome.too_large:
+            too_large += 1
+            logger.error(
+                "live item over the DynamoDB item limit, not written",
+                extra={"raceId": int(race_key), "racers": outcome.racers, "itemBytes": outcome.item_bytes},
+            )
+        elif outcome.written:
             written += 1
             largest_item = max(largest_item, outcome.item_bytes)
         else:
             unchanged += 1
-    return {"written": written, "unchanged": unchanged, "conflicts": conflicts, "largestItemBytes": largest_item}
+    return {
+        "written": written,
+        "unchanged": unchanged,
+        "conflicts": conflicts,
+        "tooLarge": too_large,
+        "largestItemBytes": largest_item,
+    }
 
 
 def _report_bad(bad: list[tuple[Mapping[str, Any], BadRecord]], event: KinesisStreamEvent) -> None:
@@ -125,6 +137,7 @@ def handle(event: KinesisStreamEvent, table: ResultsTable, *, max_pending_second
     if writes:
         count("LiveWrites", writes["written"])
         count("WriteConflicts", writes["conflicts"])
+        count("LiveItemsTooLarge", writes["tooLarge"])
     milliseconds("AggregateDuration", duration_ms)
     logger.info(
         "aggregated",

@@ -76,6 +76,7 @@ class MergeOutcome:
     attempts: int
     racers: int
     item_bytes: int
+    too_large: bool = False
 
 
 class ResultsTable:
@@ -218,6 +219,13 @@ class ResultsTable:
                 version=version + 1,
                 updated_at_ms=now_ms if now_ms is not None else int(time.time() * 1000),
             )
+            item_bytes = items.item_size(item)
+            if item_bytes > items.MAX_ITEM_BYTES:
+                # DynamoDB would reject it on every retry and block the shard for every other race
+                # on it; the caller reports it and this race's standings stay at the last good item.
+                return MergeOutcome(
+                    written=False, attempts=attempt, racers=len(totals), item_bytes=item_bytes, too_large=True
+                )
             condition: dict[str, Any]
             if current:
                 condition = {
@@ -234,7 +242,7 @@ class ResultsTable:
                     raise
                 _backoff(attempt - 1)
                 continue
-            return MergeOutcome(written=True, attempts=attempt, racers=len(totals), item_bytes=items.item_size(item))
+            return MergeOutcome(written=True, attempts=attempt, racers=len(totals), item_bytes=item_bytes)
         raise StoreUnavailable(f"live item of race {race_id}: still conflicting after {MAX_CONFLICT_ATTEMPTS} attempts")
 
     # --- writes: final results and personal bests (finals) -------------------------------

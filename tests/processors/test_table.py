@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import random
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,26 @@ class TestLiveItem:
         assert items.live_totals(item) == totals
 
 
+class TestItemLimit:
+    def test_a_race_over_the_item_limit_is_reported_not_written(self, table: ResultsTable) -> None:
+        # GIVEN 800 racers with 64-character names, an hour long, every other second lost at random
+        rng = random.Random(3)
+        window = {
+            str(racer_id): {
+                "n": f"{racer_id:064d}",
+                "ns": 1,
+                "o": {str(second): 100.0 for second in range(1, 3601) if rng.random() < 0.5},
+                "f": None,
+            }
+            for racer_id in range(800)
+        }
+        table.merge_live(7, 3, pending(7, {1: [1]}))
+        outcome = table.merge_live(7, 3, window)
+        assert outcome.too_large and not outcome.written and outcome.item_bytes > 400 * 1024
+        live = table.live_standings(7)
+        assert live is not None and len(live.rows) == 1 and live.version == 1
+
+
 class TestSecondsEncoding:
     @pytest.mark.parametrize(
         "seconds",
@@ -142,6 +163,13 @@ class TestSecondsEncoding:
         encoded = items.encode_seconds(bits)
         assert items.decode_seconds(encoded) == bits
         assert len(encoded) <= 452
+
+    def test_gappy_hour_is_compressed(self) -> None:
+        rng = random.Random(7)
+        bits = sum(1 << s for s in range(1, 3601) if rng.random() > 0.05)  # 5 % of messages lost
+        encoded = items.encode_seconds(bits)
+        assert encoded[0] == 2 and len(encoded) < 300
+        assert items.decode_seconds(encoded) == bits
 
     def test_contiguous_ride_is_tiny(self) -> None:
         assert len(items.encode_seconds(sum(1 << s for s in range(1, 3601)))) == 5
