@@ -21,7 +21,7 @@ MAX_UUID_CHARS = 64
 MAX_CADENCE = 250
 MAX_RESISTANCE = 100
 MAX_ID = 2**53 - 1  # ids and timestamps must survive a round trip through JSON numbers
-# A valid message is well under 1 KB (a 64-char name JSON-escaped is at most 384 bytes);
+# A valid message is about 1 KB at most (a 64-character name, JSON-escaped, is at most 768 bytes);
 # anything much larger is rejected before it is parsed.
 MAX_RECORD_BYTES = 8192
 UNITS_PER_POINT = 10_000
