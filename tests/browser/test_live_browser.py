@@ -25,7 +25,7 @@ from tests.browser.conftest import Site, wait_until
 
 pytestmark = pytest.mark.browser
 
-RACE_SECONDS = 40
+RACE_SECONDS = 45
 STREAM = "alleycat-bikes"
 # racer id -> (cadence in race A, cadence in race B, resistance, sends a final message in A)
 BIKES = {2: (100, 100, 50, True), 3: (120, 150, 60, True), 4: (70, 70, 30, False)}
