@@ -58,6 +58,7 @@ from botocore.config import Config
 
 from processors.local import events
 from processors.local.checkpoints import CheckpointStore, var_dir, write_json_atomically
+from processors.local.sandbox import Sandbox
 from processors.local.streams import DynamoDBStream, KinesisStream, ShardCursor, ShardSet, StreamAdapter
 from processors.local.template import EventSourceSettings, FunctionSettings, LocalSettings, load_local_settings
 
@@ -78,6 +79,7 @@ PARAMETER_ENV = {
     "StreamShardCount": "ALLEYCAT_STREAM_SHARDS",
 }
 WINDOW_CLOSE_GRACE_SECONDS = 0.15
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024 - 64 * 1024  # synchronous invocation payload limit, with room for the envelope
 S3_LOOKBACK_SECONDS = 3 * 3600
 _CLIENT_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 
@@ -156,10 +158,11 @@ class SourceStats:
 
 
 class Invoker:
-    """Calls one handler as Lambda does: a fresh context per invocation, a JSON round trip of the event.
+    """Calls a handler given as a function, in this process (tests pass their own functions).
 
-    Invocations are serialised process-wide: on AWS each runs in its own sandbox, here the handlers
-    share module-level Powertools objects (logger, metrics) that are not built for concurrent use.
+    A fresh context per invocation and a JSON round trip of event and response, as Lambda does.
+    Invocations are serialised: functions in one process share module-level objects. The
+    template's real handlers run in their own processes instead (:mod:`processors.local.sandbox`).
     """
 
     _lock = threading.Lock()
@@ -394,8 +397,24 @@ class StreamMappingSource(SourceThread):
 
     # -- delivering a batch: retries, bisection, partial failures, on-failure destination
 
+    def _payload_chunks(self, records: list[dict]) -> list[list[dict]]:
+        """Split so that no invocation payload exceeds Lambda's 6 MB (big table-stream images)."""
+        chunks: list[list[dict]] = [[]]
+        size = 0
+        for raw in records:
+            if self.stream.kind == "kinesis":
+                length = len(raw["Data"]) * 4 // 3 + 400
+            else:
+                length = int(raw["dynamodb"].get("SizeBytes", 0)) + 400
+            if chunks[-1] and size + length > MAX_PAYLOAD_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(raw)
+            size += length
+        return [chunk for chunk in chunks if chunk]
+
     def _deliver(self, cursor: ShardCursor, records: list[dict], window: Window | None) -> None:
-        queue: deque[tuple[list[dict], int]] = deque([(records, 0)])
+        queue: deque[tuple[list[dict], int]] = deque((chunk, 0) for chunk in self._payload_chunks(records))
         while queue:
             if self.stop.is_set():
                 return
@@ -875,6 +894,7 @@ class Runner:
         self.sqs = session.client("sqs", config=_CLIENT_CONFIG)
         self.dead_letters = DeadLetters(self.sqs)
         self.handlers = dict(handlers or {})
+        self.sandboxes: list[Sandbox] = []
         self.sources: list[SourceThread] = []
         self.report_seconds = _float_env("ALLEYCAT_RUNNER_REPORT_SECONDS", 5.0)
         self.status_path = status_file_path()
@@ -882,10 +902,20 @@ class Runner:
         self._dlq_messages: int | None = None
         self._build()
 
-    def _handler(self, function: str) -> Invoker:
+    def _handler(self, function: str) -> Callable[[dict], Any]:
         settings = self.settings.function(function)
-        handler = self.handlers.get(function) or settings.import_handler()
-        return Invoker(settings, handler, self.region)
+        if function in self.handlers:
+            return Invoker(settings, self.handlers[function], self.region)
+        sandbox = Sandbox(
+            function=function,
+            module=settings.module,
+            attribute=settings.attribute,
+            region=self.region,
+            memory_mb=settings.memory_mb,
+            timeout=settings.timeout_seconds,
+        )
+        self.sandboxes.append(sandbox)
+        return sandbox
 
     def _build(self) -> None:
         kinesis_streams: dict[str, KinesisStream] = {}
@@ -981,6 +1011,8 @@ class Runner:
             self.stop.set()
             for source in self.sources:
                 source.join(timeout=30)
+            for sandbox in self.sandboxes:
+                sandbox.close()
             status = self.report()
             status["running"] = False
             write_json_atomically(self.status_path, status)
