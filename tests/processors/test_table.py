@@ -86,25 +86,22 @@ class TestLiveItem:
         assert live.rows[0].score == pytest.approx(4 * output_of(81, 50))
 
     def test_stale_version_is_reread_and_merged(self, table: ResultsTable, dynamodb: Any) -> None:
-        # GIVEN another writer that has already put racer 2 between our read and our write
+        # GIVEN another writer (its own client) that puts racer 2 right after our first read
         table.merge_live(7, 3, pending(7, {1: [1]}))
-        original_get = table._get
-        calls = {"n": 0}
+        other = ResultsTable(boto3.client("dynamodb"), "alleycat-test", b"k")
+        reads = {"n": 0}
 
-        def get_then_race(key: dict[str, Any], *, consistent: bool = False) -> dict[str, Any] | None:
-            item = original_get(key, consistent=consistent)
-            calls["n"] += 1
-            if calls["n"] == 1:
-                other = ResultsTable(dynamodb, "alleycat-test", b"k")
+        def after_get(**_: Any) -> None:
+            reads["n"] += 1
+            if reads["n"] == 1:
                 other.merge_live(7, 3, pending(7, {2: [1, 2]}))
-            return item
 
-        table._get = get_then_race  # type: ignore[method-assign]
-        # WHEN we merge racer 3 from a stale read
+        dynamodb.meta.events.register("after-call.dynamodb.GetItem", after_get)
+        # WHEN we merge racer 3 from that now stale read
         outcome = table.merge_live(7, 3, pending(7, {3: [1]}))
         # THEN our put was rejected once, re-read, and nobody's racers are lost
-        assert outcome.written and outcome.attempts == 2
-        live = get_results_table().live_standings(7)
+        assert outcome.written and outcome.attempts == 2 and reads["n"] == 2
+        live = other.live_standings(7)
         assert live is not None
         assert {row.racer_id for row in live.rows} == {1, 2, 3}
         assert live.version == 3
