@@ -86,6 +86,14 @@ class TestWindows:
         assert standings.rows[0].score == pytest.approx(4 * output_of(62, 40))
         assert all(row.finished and row.second == 4 for row in standings.rows)
 
+    def test_final_invoke_without_records_writes_the_state(self, table: ResultsTable) -> None:
+        state = aggregator.lambda_handler(kinesis_event(ride(range(3), range(1, 3))), LambdaContext())["state"]
+        assert table.live_standings(7) is None
+        response = aggregator.lambda_handler(kinesis_event([], state=state, final=True), LambdaContext())
+        assert response == {"state": {"races": {}}}
+        standings = table.live_standings(7)
+        assert standings is not None and [row.second for row in standings.rows] == [2, 2, 2]
+
     def test_window_terminated_early_writes_out(self, table: ResultsTable) -> None:
         aggregator.lambda_handler(kinesis_event(ride(range(2), range(1, 3)), terminated_early=True), LambdaContext())
         standings = table.live_standings(7)
