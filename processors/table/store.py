@@ -249,7 +249,9 @@ class ResultsTable:
 
     def put_final_results(self, results: Iterable[FinalResult]) -> int:
         """Write final results (idempotent puts, BatchWriteItem in 25s). Returns how many."""
-        requests = [{"PutRequest": {"Item": items.final_result_item(result)}} for result in results]
+        # One request per key: BatchWriteItem rejects a batch that names a key twice (last one wins).
+        latest = {(result.race_id, result.racer_id): result for result in results}
+        requests = [{"PutRequest": {"Item": items.final_result_item(result)}} for result in latest.values()]
         self._batch_write(requests)
         return len(requests)
 

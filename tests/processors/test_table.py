@@ -210,6 +210,9 @@ class TestResultsAndBests:
         )
         assert table.put_final_results(result(7, racer_id, 1.0) for racer_id in range(60)) == 60
         assert calls == [25, 25, 10]
+        # the same key twice in one call: one request, the later value
+        assert table.put_final_results([result(7, 1, 5.0), result(7, 1, 6.0)]) == 1
+        assert [item.score for item in table.racer_results(1).items] == [6.0]
 
     def test_a3_a5_personal_bests_only_if_greater(self, table: ResultsTable) -> None:
         assert table.personal_best(3, 1) is None
