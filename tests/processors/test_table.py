@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import boto3
 import orjson
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from processors.domain import RacerTotal, fold_readings, make_reading, new_state, output_of
 from processors.table import (
@@ -213,6 +215,32 @@ class TestResultsAndBests:
         # the same key twice in one call: one request, the later value
         assert table.put_final_results([result(7, 1, 5.0), result(7, 1, 6.0)]) == 1
         assert [item.score for item in table.racer_results(1).items] == [6.0]
+
+    def test_unprocessed_items_are_retried(self, table: ResultsTable, dynamodb: Any) -> None:
+        # GIVEN DynamoDB answering the first BatchWriteItem and BatchGetItem with nothing processed
+        # (as it does under load); the answer is given at the client boundary, the retry goes to moto.
+        seen = {"BatchWriteItem": 0, "BatchGetItem": 0}
+
+        def first_unprocessed(model: Any, params: dict[str, Any], **_: Any) -> Any:
+            seen[model.name] += 1
+            if seen[model.name] > 1:
+                return None
+            body = json.loads(params["body"])
+            if model.name == "BatchWriteItem":
+                parsed = {"UnprocessedItems": body["RequestItems"]}
+            else:
+                parsed = {"Responses": {}, "UnprocessedKeys": body["RequestItems"]}
+            return AWSResponse(params["url"], 200, {}, None), parsed
+
+        dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", first_unprocessed)
+        dynamodb.meta.events.register("before-call.dynamodb.BatchGetItem", first_unprocessed)
+        table.put_final_results(result(7, racer_id, float(racer_id)) for racer_id in range(5))
+        assert seen["BatchWriteItem"] == 2
+        assert len(table.race_results(7).items) == 5
+        table.put_personal_bests([PersonalBest(3, 1, "A", 10.0, 7)])  # its BatchGet is answered unprocessed once
+        table.put_personal_bests([PersonalBest(3, 1, "A", 9.0, 8)])  # reads 10.0: not better
+        assert seen["BatchGetItem"] == 3
+        assert table.personal_best(3, 1) == PersonalBest(3, 1, "A", 10.0, 7)
 
     def test_a3_a5_personal_bests_only_if_greater(self, table: ResultsTable) -> None:
         assert table.personal_best(3, 1) is None
