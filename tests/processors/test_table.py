@@ -109,14 +109,24 @@ class TestLiveItem:
         assert live.version == 3
 
     def test_thousand_racers_fit_in_one_item(self, table: ResultsTable, dynamodb: Any) -> None:
-        racers = {racer_id: list(range(1, 301)) for racer_id in range(1000)}
-        window = pending(7, racers, final=set(range(0, 1000, 2)), name="N" * 60)
+        # a whole 5-minute race of 1,000 racers with 64-character names, as one window's state
+        window = {
+            str(racer_id): {
+                "n": f"{racer_id:064d}",
+                "ns": 300,
+                "o": {str(second): output_of(80 + racer_id % 100, 50) for second in range(1, 301)},
+                "f": 1_764_172_800_000 if racer_id % 2 else None,
+            }
+            for racer_id in range(1000)
+        }
         outcome = table.merge_live(7, 3, window)
         assert outcome.written and outcome.racers == 1000
         assert outcome.item_bytes < 400 * 1024
         live = table.live_standings(7)
         assert live is not None and len(live.rows) == 1000
-        assert live.rows[0].racer_id == 999  # highest cadence
+        assert [row.racer_id for row in live.rows[:3]] == [99, 199, 299]  # highest cadence, then racer id
+        assert live.rows[0].score == pytest.approx(300 * output_of(179, 50))
+        assert sum(row.finished for row in live.rows) == 500
 
     def test_hour_long_race_with_gaps_stays_under_the_item_limit(self) -> None:
         seconds = 0
