@@ -13,6 +13,8 @@ import boto3
 import orjson
 import pytest
 from botocore.awsrequest import AWSResponse
+from hypothesis import given
+from hypothesis import strategies as st
 
 from processors.domain import RacerTotal, fold_readings, make_reading, new_state, output_of
 from processors.table import (
@@ -172,6 +174,13 @@ class TestSecondsEncoding:
         encoded = items.encode_seconds(bits)
         assert items.decode_seconds(encoded) == bits
         assert len(encoded) <= 452
+
+    @given(st.sets(st.integers(min_value=1, max_value=3600), max_size=3600))
+    def test_any_set_of_seconds_round_trips(self, seconds: set[int]) -> None:
+        bits = sum(1 << second for second in seconds)
+        encoded = items.encode_seconds(bits)
+        assert items.decode_seconds(encoded) == bits
+        assert len(encoded) <= 1 + (bits.bit_length() + 7) // 8
 
     def test_gappy_hour_is_compressed(self) -> None:
         rng = random.Random(7)
