@@ -89,6 +89,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._proc: Any = None
         self._conn: Any = None
+        self._warm = False
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -102,6 +103,7 @@ class Sandbox:
         self._proc.start()
         child.close()
         self._conn = parent
+        self._warm = False
 
     def _discard(self) -> None:
         if self._proc is not None:
@@ -118,11 +120,12 @@ class Sandbox:
                 self._start()
             try:
                 self._conn.send_bytes(json.dumps(event).encode())
-                # The first call also imports the handler: allow for it on top of the Timeout.
-                if not self._conn.poll(self.timeout + 10):
+                # A cold start also imports the handler: allow for it on top of the Timeout.
+                if not self._conn.poll(self.timeout + (0 if self._warm else 15)):
                     self._discard()
                     raise FunctionError(f"Task timed out after {self.timeout} seconds")
                 reply = json.loads(self._conn.recv_bytes())
+                self._warm = True
             except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
                 self._discard()
                 raise FunctionError(f"Runtime exited: {type(exc).__name__}") from exc
