@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -34,18 +34,22 @@ def process_record(record: DynamoDBRecord, table: ResultsTable) -> tuple[int, in
 
 def handle(event: dict[str, Any], table: ResultsTable, context: LambdaContext | None) -> dict[str, Any]:
     started = time.perf_counter()
+    written: list[tuple[int, int]] = []  # this invocation's (results, bests) per successful record
+
+    def record_handler(record: DynamoDBRecord) -> None:
+        written.append(process_record(record, table))
+
+    # One processor per invocation: it holds the batch's records and failures.
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
-    with processor(event.get("Records") or [], lambda record: process_record(record, table), lambda_context=context):
-        outcomes = processor.process()
-    finals = bests = failed = 0
-    for status, result, _record in outcomes:
-        if status == "success":
-            finals += result[0]
-            bests += result[1]
-        else:
-            failed += 1
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    records = len(event.get("Records") or [])
+    failed = len(response.get("batchItemFailures", []))
+    finals = sum(results for results, _bests in written)
+    bests = sum(improved for _results, improved in written)
     duration_ms = (time.perf_counter() - started) * 1000
-    count("StreamRecords", len(outcomes))
+    count("StreamRecords", records)
     count("FinalResultsWritten", finals)
     count("PersonalBestsImproved", bests)
     count("FailedRecords", failed)
@@ -53,14 +57,14 @@ def handle(event: dict[str, Any], table: ResultsTable, context: LambdaContext | 
     logger.info(
         "finals",
         extra={
-            "records": len(outcomes),
+            "records": records,
             "finalResults": finals,
             "personalBests": bests,
             "failed": failed,
             "durationMs": round(duration_ms, 3),
         },
     )
-    return processor.response()
+    return dict(response)
 
 
 @metrics.log_metrics

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 
 from processors.domain import output_of
 from processors.handlers import aggregator, finals
+from processors.observability import logger
 from processors.table import FinalResult, PersonalBest, ResultsTable, schema
 from processors.table.items import live_key
 from tests.conftest import free_port
@@ -89,7 +90,9 @@ def all_results(table: ResultsTable, race_id: int) -> list[FinalResult]:
 
 
 class TestFinals:
-    def test_finished_racers_get_results_and_personal_bests(self, table: ResultsTable, stream: StreamReader) -> None:
+    def test_finished_racers_get_results_and_personal_bests(
+        self, table: ResultsTable, stream: StreamReader, caplog: pytest.LogCaptureFixture
+    ) -> None:
         # GIVEN a race where racers 0-3 finish at second 5 and racer 4 is still riding
         aggregate(range(5), range(1, 5))
         aggregate(range(4), range(5, 6), final_at=5)
@@ -99,6 +102,8 @@ class TestFinals:
         response = finals.lambda_handler(event, LambdaContext())
         # THEN
         assert response == {"batchItemFailures": []}
+        (summary,) = [r for r in caplog.records if r.name == logger.name and r.getMessage() == "finals"]
+        assert (summary.records, summary.finalResults, summary.personalBests, summary.failed) == (2, 4, 4, 0)
         results = all_results(table, 7)
         assert [result.racer_id for result in results] == [3, 2, 1, 0]
         assert results[0].score == pytest.approx(5 * output_of(63, 40))
