@@ -8,6 +8,7 @@ import hmac
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,6 +39,7 @@ BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
 MAX_BATCH_ATTEMPTS = 8
 MAX_CONFLICT_ATTEMPTS = 10
+PARALLEL_PUTS = 16
 SECONDS_PER_UPDATE = 100  # keeps one UpdateExpression well under DynamoDB's 4 KB expression limit
 
 _UNAVAILABLE_CODES = frozenset(
@@ -272,25 +274,29 @@ class ResultsTable:
             (best.class_id, best.racer_id): best.score
             for best in map(items.personal_best_from_item, self._batch_get([items.best_key(*k) for k in best_of]))
         }
-        written = 0
-        for key, candidate in best_of.items():
-            if not is_better_best(candidate.score, current.get(key)):
-                continue
-            item = items.personal_best_item(candidate)
-            try:
-                with _store_errors():
-                    self._client.put_item(
-                        TableName=self._table,
-                        Item=item,
-                        ConditionExpression="attribute_not_exists(pk) OR score < :s",
-                        ExpressionAttributeValues={":s": item["score"]},
-                    )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
-                continue
-            written += 1
-        return written
+        better = [item for key, item in best_of.items() if is_better_best(item.score, current.get(key))]
+        if len(better) <= 1:
+            return sum(map(self._put_best_if_greater, better))
+        # The end of a race finishes hundreds of racers in one stream record; conditional puts
+        # cannot be batched, so they go out in parallel (the client is thread-safe).
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_PUTS, len(better))) as pool:
+            return sum(pool.map(self._put_best_if_greater, better))
+
+    def _put_best_if_greater(self, best: PersonalBest) -> bool:
+        item = items.personal_best_item(best)
+        try:
+            with _store_errors():
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(pk) OR score < :s",
+                    ExpressionAttributeValues={":s": item["score"]},
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     # --- writes: per-second outputs (history) --------------------------------------------
 
@@ -368,6 +374,7 @@ BOTO_CONFIG = BotoConfig(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=2,
     read_timeout=5,
+    max_pool_connections=PARALLEL_PUTS,
     # Every request is built here from typed values; botocore's client-side check of a
     # 1,000-racer live item costs ~17 ms of CPU per write and would catch nothing.
     parameter_validation=False,

@@ -276,6 +276,17 @@ class TestResultsAndBests:
         rest = table.class_leaderboard(3, limit=2, cursor=board.next_cursor)
         assert [(best.racer_id, best.score) for best in rest.items] == [(1, 120.0)]
 
+    def test_many_personal_bests_at_once(self, table: ResultsTable) -> None:
+        table.put_personal_bests([PersonalBest(3, racer_id, "R", 50.0, 1) for racer_id in range(0, 150, 3)])
+        candidates = [PersonalBest(3, racer_id, "R", float(racer_id), 2) for racer_id in range(150)]
+        # racers 0..50 that already had 50.0 keep it; every other racer gets its new score
+        expected = sum(1 for racer_id in range(150) if racer_id % 3 or racer_id > 50)
+        assert table.put_personal_bests(candidates) == expected
+        board = table.class_leaderboard(3, limit=1000).items
+        assert len(board) == 150
+        assert {(b.racer_id, b.score) for b in board if b.race_id == 1} == {(r, 50.0) for r in range(0, 51, 3)}
+        assert table.put_personal_bests(candidates) == 0  # replay
+
     def test_racer_race_seconds(self, table: ResultsTable) -> None:
         assert table.racer_race_seconds(7, 1) == []
         table.put_racer_race_seconds(7, 1, {1: 101.25, 2: 102.5, 4: 99.0})
