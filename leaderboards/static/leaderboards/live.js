@@ -106,6 +106,9 @@
   }
 
   function showRace(id, endsAtIso) {
+    // A newer race means the one shown has ended, even if its race.finished push was missed
+    // (a reconnect in between): point at its results.
+    if (raceId != null && id != null && id > raceId) showFinished(raceId);
     raceId = id;
     section.dataset.raceId = id == null ? "" : id;
     titleEl.textContent = id == null ? "No race running" : "Race #" + id;
@@ -162,12 +165,15 @@
     setStatus("Race #" + race.id + " has started.");
   }
 
+  function showFinished(id) {
+    document.getElementById("finished-race-id").textContent = "#" + id;
+    document.getElementById("finished-link").href = "/races/" + id + "/";
+    finishedEl.hidden = false;
+  }
+
   function onRaceFinished(race) {
     if (!race || Number(race.classId) !== classId) return;
-    document.getElementById("finished-race-id").textContent = "#" + race.id;
-    var link = document.getElementById("finished-link");
-    link.href = "/races/" + race.id + "/";
-    finishedEl.hidden = false;
+    showFinished(race.id);
     if (Number(race.id) === raceId) timeLeftEl.hidden = true;
   }
 
@@ -190,8 +196,12 @@
       setStatus("Live: standings update by themselves.");
     });
     socket.addEventListener("message", onMessage);
-    socket.addEventListener("close", function () {
+    socket.addEventListener("close", function (event) {
       socket = null;
+      if (event.code === 4400 || event.code === 4404) {
+        setStatus("Live updates are not available for this page.");
+        return; // refused for good: a reconnect would be refused again
+      }
       retry = Math.min(retry + 1, 6);
       setStatus("Connection lost; reconnecting…");
       window.setTimeout(connect, 500 * Math.pow(2, retry - 1));
