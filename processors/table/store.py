@@ -326,9 +326,15 @@ class ResultsTable:
                 )
 
     def put_race_seconds(self, race_id: int, outputs_by_racer: Mapping[int, Mapping[int, float]]) -> None:
-        for racer_id, outputs in outputs_by_racer.items():
-            if outputs:
+        """``put_racer_race_seconds`` for many racers of a race, in parallel (16 at a time)."""
+        work = [(racer_id, outputs) for racer_id, outputs in outputs_by_racer.items() if outputs]
+        if len(work) <= 1:
+            for racer_id, outputs in work:
                 self.put_racer_race_seconds(race_id, racer_id, outputs)
+            return
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_PUTS, len(work))) as pool:
+            # list() re-raises the first failure (StoreUnavailable) in the caller
+            list(pool.map(lambda job: self.put_racer_race_seconds(race_id, *job), work))
 
     # --- batch helpers -------------------------------------------------------------------
 

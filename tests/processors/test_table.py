@@ -287,6 +287,12 @@ class TestResultsAndBests:
         assert {(b.racer_id, b.score) for b in board if b.race_id == 1} == {(r, 50.0) for r in range(0, 51, 3)}
         assert table.put_personal_bests(candidates) == 0  # replay
 
+    def test_race_seconds_for_many_racers(self, table: ResultsTable) -> None:
+        table.put_race_seconds(7, {racer_id: {1: 50.0 + racer_id, 3: 60.0} for racer_id in range(40)} | {99: {}})
+        assert table.racer_race_seconds(7, 39) == [89.0, None, 60.0]
+        assert table.racer_race_seconds(7, 0) == [50.0, None, 60.0]
+        assert table.racer_race_seconds(7, 99) == []
+
     def test_racer_race_seconds(self, table: ResultsTable) -> None:
         assert table.racer_race_seconds(7, 1) == []
         table.put_racer_race_seconds(7, 1, {1: 101.25, 2: 102.5, 4: 99.0})
