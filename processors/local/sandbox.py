@@ -37,10 +37,14 @@ class _EmfFilter:
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
+        self._dropped = False
 
     def write(self, text: str) -> int:
-        if text.startswith('{"_aws"'):
+        # print() writes the blob and its "\n" in two calls: drop both.
+        if text.startswith('{"_aws"') or (self._dropped and text == "\n"):
+            self._dropped = text != "\n"
             return len(text)
+        self._dropped = False
         return self.stream.write(text)
 
     def flush(self) -> None:
