@@ -237,3 +237,24 @@ class TestPipelineOrderIndependence:
             index += size
         assert self.run(dynamodb, "shuffled", windows) == in_order
         assert len(in_order[1]) == 8  # racers 1, 2, 4, 5, 7, 8, 10, 11 finished
+
+
+class TestRecordedSamples:
+    """tests/events/kinesis_bike_window.json and the stream record it produced (recorded from moto)."""
+
+    def test_bike_window_then_its_stream_record(self, table: ResultsTable) -> None:
+        aggregator.lambda_handler(load_event("kinesis_bike_window.json"), LambdaContext())
+        live = table.live_standings(7)
+        assert live is not None
+        assert [(row.racer_id, row.name, row.finished) for row in live.rows] == [
+            (17, "Ada", False),
+            (18, "Grace", True),
+        ]
+        assert live.rows[0].score == pytest.approx(output_of(88, 40) + output_of(90, 40))
+
+        response = finals.lambda_handler(load_event("dynamodb_live_item_stream.json"), LambdaContext())
+        assert response == {"batchItemFailures": []}
+        (grace,) = all_results(table, 7)
+        assert (grace.racer_id, grace.name, grace.second, grace.class_id) == (18, "Grace", 2, 3)
+        assert grace.score == pytest.approx(output_of(91.5, 35.5) + output_of(93.25, 36))
+        assert table.personal_best(3, 18) == PersonalBest(3, 18, "Grace", grace.score, 7)
