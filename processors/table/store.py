@@ -30,7 +30,7 @@ from processors.table.models import (
     PersonalBest,
     StoreUnavailable,
 )
-from processors.table.schema import GSI1, GSI1_PK, GSI2, GSI2_PK, PK, SK
+from processors.table.schema import GSI1, GSI1_PK, GSI2, GSI2_PK
 
 T = TypeVar("T")
 
@@ -399,4 +399,4 @@ def get_results_table() -> ResultsTable:
     return ResultsTable(get_dynamodb_client(), config.table_name, config.cursor_secret)
 
 
-__all__ = ("PK", "SK", "MergeOutcome", "ResultsTable", "get_dynamodb_client", "get_results_table")
+__all__ = ("MergeOutcome", "ResultsTable", "get_dynamodb_client", "get_results_table")
