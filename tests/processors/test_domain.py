@@ -173,6 +173,11 @@ class TestDecodeBad:
         assert isinstance(decode_reading(data), (Reading, BadRecord))
         assert isinstance(decode_base64_reading(base64.b64encode(data)), (Reading, BadRecord))
 
+    @given(st.text(max_size=300))
+    def test_never_raises_on_arbitrary_text(self, text: str) -> None:
+        assert isinstance(decode_reading(text), (Reading, BadRecord))
+        assert isinstance(decode_base64_reading(text), (Reading, BadRecord))
+
     @settings(suppress_health_check=[HealthCheck.too_slow])
     @given(
         st.dictionaries(
