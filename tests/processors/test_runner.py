@@ -323,3 +323,37 @@ class TestRunnerFirehose:
         kinds = {source["kind"] for source in status["sources"]}
         assert kinds == {"kinesis", "dynamodb", "s3", "firehose"}
         assert all({"lagMs", "recordsPerSecond", "errors", "deadLetters"} <= set(s) for s in status["sources"])
+
+
+class TestRunnerS3Notifications:
+    def test_a_failing_object_is_retried_then_its_event_goes_to_the_dead_letter_queue(self, aws, var_dir, running):
+        # GIVEN history failing on every object
+        def behaviour(event: dict) -> None:
+            raise RuntimeError("history is down")
+
+        settings, resources = make_stack(window=0)
+        handlers = fake_handlers(history=Recorder(behaviour))
+        runner = running(settings, resources, handlers)
+        s3 = boto3.client("s3")
+        key = time.strftime("raw/%Y/%m/%d/%H/manual-object.gz", time.gmtime())
+        s3.put_object(Bucket=resources.delivery_bucket, Key=key, Body=gzip.compress(b"{}\n"))
+        sqs = boto3.client("sqs")
+
+        def letter() -> dict | None:
+            messages = sqs.receive_message(QueueUrl=resources.dead_letter_queue_url).get("Messages", [])
+            return json.loads(messages[0]["Body"]) if messages else None
+
+        received: list[dict] = []
+        wait_until(lambda: received.append(letter()) or any(received), what="a dead letter")
+        body = next(item for item in received if item)
+        # THEN it was invoked 1 + MaximumRetryAttempts (EventInvokeConfig) times, as Lambda retries async events
+        mapping = settings.function("history").event_sources[0]
+        assert len(handlers["history"].events) == mapping.maximum_retry_attempts + 1
+        assert body["requestContext"]["condition"] == "RetriesExhausted"
+        assert body["requestContext"]["approximateInvokeCount"] == mapping.maximum_retry_attempts + 1
+        assert body["requestPayload"]["Records"][0]["s3"]["object"]["key"] == key
+        assert body["responsePayload"]["errorMessage"].startswith("RuntimeError: history is down")
+        wait_until(lambda: any(s["kind"] == "s3" and s["deadLetters"] == 1 for s in runner.status()["sources"]))
+        # AND the object is not notified again (its notification is done, failed or not)
+        time.sleep(1.0)
+        assert len(handlers["history"].events) == mapping.maximum_retry_attempts + 1
