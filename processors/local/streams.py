@@ -9,7 +9,6 @@ so that the records of one partition key stay in order.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -224,11 +223,3 @@ class ShardSet:
             shard_id: {"sequenceNumber": processed.get(shard_id), "finished": cursor.finished}
             for shard_id, cursor in self.cursors.items()
         }
-
-
-def sequence_key(sequence: str) -> int:
-    return int(sequence)
-
-
-def oldest_first(records: Iterable[dict], stream: StreamAdapter) -> list[dict]:
-    return sorted(records, key=lambda raw: sequence_key(stream.sequence(raw)))
