@@ -2,7 +2,9 @@
 
 ``python -m processors.local.runner`` reads ``infra/template.yaml`` (through
 :mod:`processors.local.template`), makes sure the stream, table, buckets and queue exist
-(:mod:`processors.local.bootstrap`, idempotent) and then runs, each in its own thread:
+(:mod:`processors.local.bootstrap`, idempotent), starts each handler in its own process on first
+use (:mod:`processors.local.sandbox`, like a Lambda execution environment) and then runs these
+event sources, each in its own thread:
 
 - every Kinesis and DynamoDB-stream mapping of the template (aggregator ← bike stream;
   finals and publisher ← the table's stream): every shard, including shards created by
@@ -26,8 +28,9 @@ Environment (besides the names of docs/contracts.md, which override the template
 ``ALLEYCAT_VAR_DIR`` (checkpoints, default ``var``), ``ALLEYCAT_FIREHOSE_BUFFER_SECONDS`` (a shorter
 buffer interval than the template's, for demos and tests), ``ALLEYCAT_RUNNER_POLL_SECONDS`` (1),
 ``ALLEYCAT_RUNNER_REPORT_SECONDS`` (5), ``ALLEYCAT_TUMBLING_WINDOW_SECONDS`` (template parameter),
-``ALLEYCAT_HANDLER_LOG_LEVEL`` (WARNING: one process runs every function, so per-invocation INFO
-summaries are left out of the console unless asked for).
+``ALLEYCAT_HANDLER_LOG_LEVEL`` (WARNING: every function logs to the same console, so per-invocation
+INFO summaries are left out unless asked for), ``ALLEYCAT_HANDLER_EMF=1`` (keep the EMF metric blobs).
+More in docs/local-pipeline.md.
 """
 
 from __future__ import annotations
