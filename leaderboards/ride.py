@@ -3,16 +3,18 @@
 A logged-in user whose account is linked to a racer sends one JSON message a second::
 
     {"event": "update" | "final", "racerId": 1, "classId": 2, "cadence": 90, "resistance": 40,
-     "deviceTimestamp": 1764172800000}
+     "deviceTimestamp": 1764172800000, "raceId": 42}
 
-The server fills in what the browser must not choose: ``raceId`` (the class's current race),
-``second`` (the race clock) and ``name`` (the racer's). It then validates the message with the
+``raceId`` is optional: the race the ride is in, from the first ``ack``. The server fills in
+what the browser must not choose: ``raceId`` (the class's current race; a reading naming a
+race that is no longer current is refused with ``race_over``, so a late "final" never lands
+in the next race), ``second`` (the race clock) and ``name`` (the racer's). It then validates the message with the
 pipeline's own rules (``processors.domain.decode_reading``) and puts it on ``ALLEYCAT_STREAM``
 with the race id as partition key. Replies, one per message:
 
     {"type": "ack", "raceId", "classId", "second", "output", "event", "endsAt"}
     {"type": "error", "code": "wrong_racer" | "rate_limited" | "invalid" | "no_current_race"
-                              | "not_json" | "stream_unavailable", "message": ..., ["reason", "detail"]}
+                              | "race_over" | "not_json" | "stream_unavailable", "message": ..., ["reason", "detail"]}
 
 Close codes: 4401 not logged in, 4403 the account has no racer.
 """
@@ -59,6 +61,7 @@ MESSAGES = {
     "no_current_race": "This class has no race running right now.",
     "invalid": "This reading is not valid.",
     "stream_unavailable": "The race server cannot take readings right now; try again shortly.",
+    "race_over": "That race is over; start again to join the current race.",
 }
 
 _KINESIS_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
@@ -163,6 +166,11 @@ class RideConsumer(WebsocketConsumer):
             return
         if reading.racer_id != self.racer_id:  # racerId missing would have failed above
             self._error("wrong_racer")
+            return
+        riding_in = content.get("raceId")
+        if type(riding_in) is int and riding_in > 0 and (race is None or riding_in != race.race_id):
+            # A reading (a late "final" above all) of a race that has ended never lands in the next one.
+            self._error("race_over", raceId=riding_in)
             return
         if race is None:
             self._error("no_current_race")

@@ -235,3 +235,23 @@ class TestTokenBucket:
         assert bucket.take() is True
         now[0] += 100
         assert [bucket.take() for _ in range(3)] == [True, True, False]
+
+
+async def test_a_reading_of_a_race_that_has_ended_is_refused_not_put_in_the_next_race(rider, current_race, stream):
+    # GIVEN a rider whose race has just been replaced by the next one
+    ws = communicator(rider)
+    assert (await ws.connect())[0]
+    ended_race_id = current_race.pk + 1000
+    # WHEN the browser's late "final" still names the race it rode in
+    await ws.send_to(
+        text_data=json.dumps(reading(classId=current_race.race_class_id, event="final", raceId=ended_race_id))
+    )
+    error = json.loads(await ws.receive_from(timeout=5))
+    # THEN it is refused and nothing reaches the stream; naming the current race is accepted
+    assert error["type"] == "error" and error["code"] == "race_over" and error["raceId"] == ended_race_id
+    assert stream_records(stream) == []
+    await ws.send_to(text_data=json.dumps(reading(classId=current_race.race_class_id, raceId=current_race.pk)))
+    ack = json.loads(await ws.receive_from(timeout=5))
+    await ws.disconnect()
+    assert ack["type"] == "ack" and ack["raceId"] == current_race.pk
+    assert len(stream_records(stream)) == 1

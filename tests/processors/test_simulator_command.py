@@ -57,3 +57,22 @@ def test_simulate_without_a_running_race_says_so(aws):
     race_class = RaceClassFactory()
     with pytest.raises(CommandError, match="no race running"):
         call_command("simulate", "--class", str(race_class.pk), "--no-progress")
+
+
+def test_simulate_never_rides_as_a_racer_linked_to_a_user(aws, settings, django_user_model):
+    resources = bootstrap(None, load_local_settings())
+    settings.ALLEYCAT_STREAM = resources.stream_name
+    race_class = RaceClassFactory()
+    now = timezone.now()
+    RaceFactory(race_class=race_class, starts_at=now - timedelta(seconds=5), ends_at=now + timedelta(minutes=4))
+    rider = django_user_model.objects.create_user("rider", password="pw-for-tests")
+    RacerFactory(racer_id=1, name="Real Rider", user=rider)
+    RacerFactory(racer_id=2, name="Grace Hopper")
+
+    call_command(
+        "simulate", "--racers", "2", "--class", str(race_class.pk), "--seconds", "1", "--speed", "20", "--no-progress"
+    )
+
+    racer_ids = {m["racerId"] for m in read_stream(resources.stream_name)}
+    assert 1 not in racer_ids
+    assert 2 in racer_ids and len(racer_ids) == 2

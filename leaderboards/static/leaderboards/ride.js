@@ -20,6 +20,7 @@
   var timer = null;
   var riding = false;
   var raceEndsAt = null;
+  var raceId = null;  // the race this ride is in, once the server has said which
 
   var ERRORS = {
     wrong_racer: "You can only ride as your own racer.",
@@ -27,7 +28,8 @@
     no_current_race: "This class has no race running right now.",
     invalid: "The bike sent an invalid reading.",
     stream_unavailable: "The race server is busy; your reading was not recorded.",
-    not_json: "The bike sent something that is not JSON."
+    not_json: "The bike sent something that is not JSON.",
+    race_over: "That race is over. Press Start to join the current one."
   };
 
   function setStatus(text) { statusEl.textContent = text; }
@@ -45,6 +47,7 @@
     socket.send(JSON.stringify({
       event: event,
       racerId: racerId,
+      raceId: raceId,
       classId: Number(classSelect.value),
       cadence: Number(cadence.value),
       resistance: Number(resistance.value),
@@ -56,6 +59,7 @@
     var data;
     try { data = JSON.parse(message.data); } catch (e) { return; }
     if (data.type === "ack") {
+      raceId = data.raceId;
       raceEl.textContent = "#" + data.raceId;
       secondEl.textContent = data.second;
       outputEl.textContent = Number(data.output).toFixed(1);
@@ -68,6 +72,7 @@
       }
     } else if (data.type === "error") {
       setStatus(ERRORS[data.code] || data.message || "Error: " + data.code);
+      if (data.code === "race_over") stop(false);
     }
   }
 

@@ -33,8 +33,13 @@ SYNTHETIC_RACER_BASE = 100_000  # ids of generated racers in the demo (no Racer 
 
 
 def _racer_pairs(count: int, *, offset: int = 0, stride: int = 1, synthetic_base: int) -> list[tuple[int, str | None]]:
-    """``count`` racers: Racer rows first (every ``stride``-th from ``offset``), then generated ones."""
-    rows = list(Racer.objects.order_by("racer_id").values_list("racer_id", "name"))[offset::stride][:count]
+    """``count`` racers: Racer rows first (every ``stride``-th from ``offset``), then generated ones.
+
+    Racers linked to a user account are left out: they ride themselves (the ride page), and a
+    simulated bike must never send readings in their name.
+    """
+    unlinked = Racer.objects.filter(user__isnull=True).order_by("racer_id")
+    rows = list(unlinked.values_list("racer_id", "name"))[offset::stride][:count]
     pairs: list[tuple[int, str | None]] = [(racer_id, name) for racer_id, name in rows]
     pairs += [(synthetic_base + index, None) for index in range(count - len(pairs))]
     return pairs
