@@ -123,3 +123,9 @@ def test_race_class_list_shows_the_current_race(staff_client):
     race = RaceFactory(race_class=race_class, starts_at=now - timedelta(minutes=1), status=Race.Status.ACTIVE)
     response = staff_client.get(reverse("admin:races_raceclass_changelist"))
     assert f">{race.pk}<" in response.content.decode()
+
+
+def test_admin_index_links_to_the_pipeline_page(staff_client):
+    response = staff_client.get(reverse("admin:index"))
+    assert response.status_code == 200
+    assert reverse("admin-pipeline") in response.content.decode()
