@@ -6,15 +6,24 @@ DynamoDB holds exactly what the domain computed.
 The live item of a race (A1) is one item:
 
     pk="RACE#<race>" sk="LIVE" raceId classId version updatedAt
-    racers: {"<racerId>": [name, score, lastSecond, lastOutput, finishedAtMs | NULL, seconds, nameSecond]}
+    board: binary, one record per racer (see below)
+
+``board`` holds every racer in one binary attribute (format byte 1, then per racer a little-endian
+header ``<qqqqHHBHH``: racer id, score in ten-thousandths, last output in ten-thousandths, finished
+at (ms), last second, name second, flags (bit 0: finished), name length, seconds length; then the
+UTF-8 name and the seconds). One attribute instead of a map of 1,000 seven-element lists: the
+aggregator's GetItem + PutItem, the table stream's images and every reader of them parse one value
+instead of ~7,000 (moto, botocore and DynamoDB alike). Items written before it (a ``racers`` map:
+``{"<racerId>": [name, score, lastSecond, lastOutput, finishedAtMs | NULL, seconds, nameSecond]}``)
+are still read.
 
 ``seconds`` is the set of counted seconds as bytes: tag 0 + little-endian bitmap, tag 1 +
 big-endian uint16 (first, last) pairs of runs, or tag 2 + zlib of the bitmap, whichever is
 shortest. A racer riding without gaps costs 5 bytes whatever the race length; a 5-minute race
-costs at most 39 bytes per racer. Size bound: about 60 bytes + name + seconds per racer, so
-1,000 racers with 64-character names fit in 400 KB up to roughly 270 bytes of seconds each: any
-5-minute race, and an hour-long race unless most racers drop more than ~1 in 10 messages
-(tested: a gap every minute). A race over the limit is not written (see ``merge_live``).
+costs at most 39 bytes per racer. Size bound: 41 bytes + name + seconds per racer, so 1,000 racers
+with 64-character names fit in 400 KB up to roughly 290 bytes of seconds each: any 5-minute race,
+and an hour-long race unless most racers drop more than ~1 in 10 messages (tested: a gap every
+minute). A race over the limit is not written (see ``merge_live``).
 """
 
 from __future__ import annotations
@@ -30,6 +39,10 @@ from processors.table.models import FinalResult, LiveRow, LiveStandings, Persona
 from processors.table.schema import GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK
 
 LIVE_SK = "LIVE"
+BOARD = "board"  # the live item's binary attribute with every racer
+_BOARD_FORMAT = 1
+_BOARD_RACER = struct.Struct("<qqqqHHBHH")
+_FINISHED = 1
 _ID_WIDTH = 16  # digits of MAX_ID (2**53 - 1)
 _SCORE_WIDTH = 20
 MAX_ITEM_BYTES = 400 * 1024
@@ -113,10 +126,6 @@ def number_to_units(number: str) -> int:
     return -units if negative else units
 
 
-def _float_number(value: float) -> str:
-    return units_to_number(output_units(value))
-
-
 # --- the set of counted seconds ----------------------------------------------------------
 
 
@@ -169,19 +178,6 @@ def decode_seconds(data: bytes) -> int:
 def live_item(
     race_id: int, class_id: int, totals: Mapping[int, RacerTotal], *, version: int, updated_at_ms: int
 ) -> dict[str, Any]:
-    racers = {}
-    for racer_id, total in totals.items():
-        racers[str(racer_id)] = {
-            "L": [
-                {"S": total.name},
-                {"N": units_to_number(total.score_units)},
-                {"N": str(total.last_second)},
-                {"N": _float_number(total.last_output)},
-                {"N": str(total.finished_at_ms)} if total.finished_at_ms is not None else {"NULL": True},
-                {"B": encode_seconds(total.seconds)},
-                {"N": str(total.name_second)},
-            ]
-        }
     return {
         PK: {"S": race_pk(race_id)},
         SK: {"S": LIVE_SK},
@@ -189,8 +185,59 @@ def live_item(
         "classId": {"N": str(class_id)},
         "version": {"N": str(version)},
         "updatedAt": {"N": str(updated_at_ms)},
-        "racers": {"M": racers},
+        BOARD: {"B": encode_board(totals)},
     }
+
+
+def encode_board(totals: Mapping[int, RacerTotal]) -> bytes:
+    """Every racer of a race as one binary value (format in the module docstring)."""
+    pack = _BOARD_RACER.pack
+    parts = [bytes([_BOARD_FORMAT])]
+    append = parts.append
+    for racer_id, total in totals.items():
+        name = total.name.encode()
+        seconds = encode_seconds(total.seconds)
+        finished = total.finished_at_ms
+        append(
+            pack(
+                racer_id,
+                total.score_units,
+                output_units(total.last_output),
+                finished or 0,
+                total.last_second,
+                total.name_second,
+                _FINISHED if finished is not None else 0,
+                len(name),
+                len(seconds),
+            )
+        )
+        append(name)
+        append(seconds)
+    return b"".join(parts)
+
+
+def _board_rows(data: bytes) -> list[tuple[int, int, int, int | None, int, int, str, bytes]]:
+    """(racer id, score units, last output units, finished at ms or None, last second, name second, name, seconds)."""
+    if not data or data[0] != _BOARD_FORMAT:
+        raise ValueError(f"unknown live board format {data[:1]!r}")
+    view = memoryview(data)
+    unpack = _BOARD_RACER.unpack_from
+    header = _BOARD_RACER.size
+    rows = []
+    offset, end = 1, len(data)
+    while offset < end:
+        racer_id, score, output, finished, last_second, name_second, flags, name_len, seconds_len = unpack(data, offset)
+        offset += header
+        name = str(view[offset : offset + name_len], "utf-8")
+        offset += name_len
+        seconds = bytes(view[offset : offset + seconds_len])
+        offset += seconds_len
+        if offset > end:
+            raise ValueError("truncated live board")
+        rows.append(
+            (racer_id, score, output, finished if flags & _FINISHED else None, last_second, name_second, name, seconds)
+        )
+    return rows
 
 
 def _binary(value: Any) -> bytes:
@@ -206,6 +253,21 @@ def is_live_image(image: Mapping[str, Any] | None) -> bool:
 
 def live_totals(item: Mapping[str, Any]) -> dict[int, RacerTotal]:
     """The racers of a live item (GetItem result or stream image) as domain totals."""
+    if BOARD in item:
+        return {
+            racer_id: RacerTotal(
+                name=name,
+                name_second=name_second,
+                score_units=score,
+                seconds=decode_seconds(seconds),
+                last_second=last_second,
+                last_output=output / 10_000,
+                finished_at_ms=finished,
+            )
+            for racer_id, score, output, finished, last_second, name_second, name, seconds in _board_rows(
+                _binary(item[BOARD]["B"])
+            )
+        }
     totals = {}
     for racer_key, value in item.get("racers", {}).get("M", {}).items():
         name, score, last_second, last_output, finished, seconds, name_second = value["L"]
@@ -234,34 +296,43 @@ def live_header(item: Mapping[str, Any]) -> tuple[int, int, int, int]:
 def live_standings_from_item(item: Mapping[str, Any]) -> LiveStandings:
     """Ranked standings from a live item (GetItem result or a stream NewImage in DynamoDB JSON)."""
     race_id, class_id, version, updated_at_ms = live_header(item)
-    rows = []
-    for racer_key, value in item.get("racers", {}).get("M", {}).items():
-        elements = value["L"]
-        rows.append(
-            (
-                number_to_units(elements[1]["N"]),
-                int(racer_key),
-                elements,
-            )
-        )
-    rows.sort(key=lambda row: (-row[0], row[1]))
-    return LiveStandings(
-        race_id=race_id,
-        class_id=class_id,
-        rows=[
+    if BOARD in item:
+        board = _board_rows(_binary(item[BOARD]["B"]))
+        board.sort(key=lambda row: (-row[1], row[0]))
+        rows = [
             LiveRow(
                 racer_id=racer_id,
-                name=elements[0]["S"],
-                score=units / 10_000,
-                second=int(elements[2]["N"]),
-                output=float(elements[3]["N"]),
-                finished="N" in elements[4],
+                name=name,
+                score=score / 10_000,
+                second=last_second,
+                output=output / 10_000,
+                finished=finished is not None,
             )
-            for units, racer_id, elements in rows
-        ],
-        version=version,
-        updated_at_ms=updated_at_ms,
-    )
+            for racer_id, score, output, finished, last_second, _name_second, name, _seconds in board
+        ]
+    else:
+        rows = _legacy_live_rows(item)
+    return LiveStandings(race_id=race_id, class_id=class_id, rows=rows, version=version, updated_at_ms=updated_at_ms)
+
+
+def _legacy_live_rows(item: Mapping[str, Any]) -> list[LiveRow]:
+    """Rows of a live item written before the binary board (a ``racers`` map)."""
+    ranked = []
+    for racer_key, value in item.get("racers", {}).get("M", {}).items():
+        elements = value["L"]
+        ranked.append((number_to_units(elements[1]["N"]), int(racer_key), elements))
+    ranked.sort(key=lambda row: (-row[0], row[1]))
+    return [
+        LiveRow(
+            racer_id=racer_id,
+            name=elements[0]["S"],
+            score=units / 10_000,
+            second=int(elements[2]["N"]),
+            output=float(elements[3]["N"]),
+            finished="N" in elements[4],
+        )
+        for units, racer_id, elements in ranked
+    ]
 
 
 def item_size(item: Mapping[str, Any]) -> int:

@@ -1,0 +1,249 @@
+"""The local pipeline under one big race: N racers at real speed (1 message per racer per second).
+
+Starts what ``make run`` starts for the pipeline, on free ports, 127.0.0.1 only: the embedded AWS
+endpoint (``processors.local.moto``), the bootstrap, the runner (``processors.local.runner``, every
+handler in its sandbox process); then plays N racers for S seconds at 1x with the simulator core
+(``processors.local.simulator``), and reports every few seconds and at the end: records/s of the
+aggregator and its lag (iterator age from the runner's status file, and the backlog: messages sent
+minus records aggregated, in seconds of the race). Everything it started is stopped at the end.
+
+    .venv/bin/python bench/bench_pipeline.py                 # 1,000 racers, 120 s
+    .venv/bin/python bench/bench_pipeline.py --racers 300 --seconds 60
+
+After the race it waits for the aggregator to drain and checks the live item: every racer's score
+equals an independent recomputation from the messages sent (exact, counted once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own 127.0.0.1 endpoint
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def source(status: dict[str, Any] | None, function: str, kind: str) -> dict[str, Any]:
+    for entry in (status or {}).get("sources", []):
+        if entry.get("function") == function and entry.get("kind") == kind:
+            return entry
+    return {}
+
+
+def expected_scores(messages: list[dict]) -> dict[int, int]:
+    from processors.domain import output_units
+
+    seen: dict[int, dict[int, int]] = {}
+    for message in messages:
+        units = output_units(round(((message["cadence"] + 35) * (message["resistance"] + 65)) / 100, 4))
+        seen.setdefault(message["racerId"], {})[message["second"]] = units
+    return {racer: sum(seconds.values()) for racer, seconds in seen.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--racers", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=120)
+    parser.add_argument("--report", type=float, default=5.0, help="seconds between progress lines")
+    parser.add_argument("--drain", type=float, default=120.0, help="at most this long to wait for the backlog")
+    parser.add_argument("--firehose-buffer", default="10", help="ALLEYCAT_FIREHOSE_BUFFER_SECONDS (make run: 10)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, status file)")
+    args = parser.parse_args()
+
+    import boto3
+
+    from processors.local.simulator import RaceSpec, Simulator, profiles
+    from processors.table import items
+
+    work = Path(tempfile.mkdtemp(prefix="alleycat-bench-"))
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    for name in ("REDIS_URL", "ALLEYCAT_TUMBLING_WINDOW_SECONDS"):
+        env.pop(name, None)
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "ALLEYCAT_VAR_DIR": str(work / "var"),
+            "ALLEYCAT_PIPELINE_STATUS_FILE": str(work / "status.json"),
+            "ALLEYCAT_FIREHOSE_BUFFER_SECONDS": args.firehose_buffer,
+            "ALLEYCAT_RUNNER_REPORT_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str, argv: list[str]) -> subprocess.Popen:
+        log = (work / f"{name}.log").open("w")
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        procs.append(proc)
+        return proc
+
+    python = sys.executable
+    try:
+        moto = start("moto", [python, "-m", "processors.local.moto", str(port)])
+        wait_http(f"{endpoint}/moto-api/")
+        boot = start("bootstrap", [python, "-m", "processors.local.bootstrap"])
+        if boot.wait(timeout=120) != 0:
+            print((work / "bootstrap.log").read_text(), file=sys.stderr)
+            return 1
+        runner = start("runner", [python, "-m", "processors.local.runner"])
+        status_path = work / "status.json"
+        deadline = time.monotonic() + 60
+        while not source(read_status(status_path), "aggregator", "kinesis"):
+            if time.monotonic() > deadline or runner.poll() is not None:
+                print((work / "runner.log").read_text()[-3000:], file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        print(f"moto pid {moto.pid}, runner pid {runner.pid}, logs in {work}", flush=True)
+
+        kinesis = boto3.client("kinesis")
+        stream = os.environ.get("ALLEYCAT_STREAM") or "alleycat-bikes"
+        race = RaceSpec(race_id=int(time.time()) % 1_000_000 + 1, class_id=1, first_second=1, last_second=args.seconds)
+        racers = profiles((racer_id, None) for racer_id in range(1, args.racers + 1))
+        simulator = Simulator(kinesis, stream)
+        sim_result: dict[str, Any] = {}
+        sent = [0]
+
+        def progress(count: int, result: Any) -> None:
+            sent[0] = result.sent
+
+        def play() -> None:
+            sim_result["result"] = simulator.play(race, racers, speed=1.0, collect=True, progress=progress)
+
+        player = threading.Thread(target=play, daemon=True)
+        started = time.monotonic()
+        player.start()
+        samples: list[dict[str, float]] = []
+        next_line = started + args.report
+        drain_deadline = None
+        while True:
+            time.sleep(1.0)
+            now = time.monotonic()
+            status = read_status(status_path)
+            agg = source(status, "aggregator", "kinesis")
+            done = int(agg.get("records", 0))
+            backlog_s = max(0, sent[0] - done) / args.racers
+            samples.append(
+                {
+                    "t": now - started,
+                    "lag": agg.get("lagMs", 0) / 1000,
+                    "backlog": backlog_s,
+                    "rate": agg.get("recordsPerSecond", 0.0),
+                    "sent": sent[0],
+                    "done": done,
+                    "playing": player.is_alive(),
+                }
+            )
+            if now >= next_line:
+                next_line += args.report
+                pub = source(status, "publisher", "dynamodb")
+                fin = source(status, "finals", "dynamodb")
+                print(
+                    f"t={now - started:6.1f}s sent={sent[0]} aggregated={done} backlog={backlog_s:5.1f}s "
+                    f"agg lag={agg.get('lagMs', 0) / 1000:5.1f}s {agg.get('recordsPerSecond', 0):7.1f}/s | "
+                    f"publisher lag={pub.get('lagMs', 0) / 1000:.1f}s finals lag={fin.get('lagMs', 0) / 1000:.1f}s | "
+                    f"load {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
+            if runner.poll() is not None:
+                print("runner exited", file=sys.stderr)
+                break
+            if not player.is_alive():
+                drain_deadline = drain_deadline or now + args.drain
+                if done >= sent[0] or now > drain_deadline:
+                    break
+        played = [s for s in samples if s["playing"] and s["t"] > 5]  # skip the first seconds (cold start)
+        result = sim_result.get("result")
+        elapsed_play = result.elapsed if result else 0.0
+        lags = [s["lag"] for s in played] or [0.0]
+        backlogs = [s["backlog"] for s in played] or [0.0]
+        rates = [s["rate"] for s in played if s["t"] > 10] or [0.0]
+        final = samples[-1] if samples else {}
+        drained_after = (final.get("t", 0) - elapsed_play) if final.get("done", 0) >= final.get("sent", 1) else None
+        print()
+        print(f"racers {args.racers}, seconds {args.seconds}, sent {final.get('sent')} in {elapsed_play:.1f}s")
+        print(
+            f"aggregator lag (iterator age) median {statistics.median(lags):.1f}s max {max(lags):.1f}s; "
+            f"backlog median {statistics.median(backlogs):.1f}s max {max(backlogs):.1f}s"
+        )
+        print(f"aggregator records/s median {statistics.median(rates):.0f} (status, from t=10 s)")
+        print(
+            "drained "
+            + (f"{drained_after:.1f}s after the last second" if drained_after is not None else "NOT within the limit")
+        )
+        print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+        if result and drained_after is not None:
+            time.sleep(2)
+            dynamodb = boto3.client("dynamodb")
+            table = os.environ.get("ALLEYCAT_TABLE") or "alleycat"
+            item = dynamodb.get_item(TableName=table, Key=items.live_key(race.race_id))
+            totals = items.live_totals(item["Item"])
+            expected = expected_scores(result.messages)
+            wrong = [r for r, units in expected.items() if r not in totals or totals[r].score_units != units]
+            print(f"live item: {len(totals)} racers, scores exact: {not wrong} ({len(wrong)} differ)")
+        return 0
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
