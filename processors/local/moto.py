@@ -112,6 +112,7 @@ def patch_moto() -> None:
 
     Stream.get_shard_for_key = get_shard_for_key
     _patch_attribute_value_serialisation()
+    _patch_dynamodb_query()
     Shard.get_max_sequence_number = get_max_sequence_number
     Shard.get_min_sequence_number = get_min_sequence_number
     Shard.get_records = get_records
@@ -176,6 +177,241 @@ def _patch_attribute_value_serialisation() -> None:
         original(self, serialized, value, shape, key)
 
     JSONSerializer._serialize_type_structure = serialize_structure
+
+
+# --- DynamoDB Query: one partition, sorted by plain values (the results API's read path) -------------------
+
+
+def _sort_value(value: Any) -> Any:
+    """What moto's DynamoType ``<``/``==`` compare (``cast_value``), without building a Decimal for strings."""
+    return value.value if value.type == "S" else value.cast_value
+
+
+def _same_value(value: Any, expected: Any) -> bool:
+    """moto's ``DynamoType.__eq__`` (type and cast value) for a key attribute."""
+    if value.type != expected.type:
+        return False
+    return value.value == expected.value if value.type == "S" else value.cast_value == expected.cast_value
+
+
+def _projected_item(item: Any, paths: list[list[str]]) -> Any:
+    """``Item.project`` for top-level names of string and number values, without its JSON round trip.
+
+    moto's ``project`` goes through ``to_regular_json`` and back and fills a ``LimitedSizeDict`` that re-sums the
+    item on every insert. For top-level ``S``/``N`` values (numbers whose text survives ``Decimal``) the result is
+    the same item; anything else goes to moto's own ``project``.
+    """
+    from boto3.dynamodb.types import DYNAMODB_CONTEXT
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+
+    attrs = item.attrs
+    chosen: dict[str, Any] = {}
+    for path in paths:
+        if len(path) != 1:
+            return item.project(paths)
+        name = path[0]
+        value = attrs.get(name)
+        if value is None or name in chosen:
+            continue
+        if value.type == "N":
+            try:
+                if str(DYNAMODB_CONTEXT.create_decimal(value.value)) != value.value:
+                    return item.project(paths)
+            except (ArithmeticError, TypeError, ValueError):  # moto's round trip raises its own error
+                return item.project(paths)
+        elif value.type != "S":
+            return item.project(paths)
+        copy = DynamoType.__new__(DynamoType)
+        copy.type, copy.value = value.type, value.value
+        chosen[name] = copy
+    result = Item.__new__(Item)
+    result.hash_key, result.range_key = item.hash_key, item.range_key
+    result.attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+    dict.update(result.attrs, chosen)
+    return result
+
+
+def _patch_dynamodb_query() -> None:
+    """Answer a Query from its partition, sorted once by plain values: ~25 ms -> ~3 ms for 100 of 1,000 results.
+
+    moto 5.2's ``Table.query`` sorts *every item of the table* on each call (``all_items``), compares key values
+    through ``DynamoType`` (a ``Decimal`` per comparison), sorts the matches again, sizes each item twice,
+    deep-copies the page and projects it through a JSON round trip. This answers the common shape — one hash key
+    equality, at most one range key condition, a table or an index with one hash and one range key — with the
+    same steps in the same order (order by index key then table key, ``ScanIndexForward``, ``ExclusiveStartKey``,
+    ``Limit`` and the 1 MB page limit, ``LastEvaluatedKey``, index projection, filter expression, projection),
+    reading only the partition of a table query and comparing plain values. Anything else (legacy
+    ``KeyConditions``/``QueryFilter``, multi-attribute keys, tables without a range key, validation errors) is
+    moto's own code. ``tests/processors/test_moto_query.py`` compares both on the same data.
+    """
+    import copy
+
+    from moto.dynamodb.comparisons import OpDefault
+    from moto.dynamodb.models.table import RESULT_SIZE_LIMIT, Table
+
+    if getattr(Table, "_alleycat_query_patched", False):
+        return
+    original_query = Table.query
+
+    def query(
+        self: Any,
+        hash_key: Any,
+        range_comparison: str | None,
+        range_objs: list[Any],
+        limit: int,
+        exclusive_start_key: dict[str, Any] | None,
+        scan_index_forward: bool,
+        projection_expressions: list[list[str]] | None,
+        index_name: str | None = None,
+        consistent_read: bool = False,
+        filter_expression: Any = None,
+        hash_key_conditions: list[tuple[str, Any]] | None = None,
+        range_key_conditions: list[tuple[str, str, list[Any]]] | None = None,
+        **filter_kwargs: Any,
+    ) -> tuple[list[Any], int, dict[str, Any] | None]:
+        args = (hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward)
+        kwargs = dict(
+            index_name=index_name,
+            consistent_read=consistent_read,
+            filter_expression=filter_expression,
+            hash_key_conditions=hash_key_conditions,
+            range_key_conditions=range_key_conditions,
+            **filter_kwargs,
+        )
+        plan = _query_plan(self, hash_key, index_name, consistent_read, hash_key_conditions, range_key_conditions)
+        if plan is None or filter_kwargs:
+            return Table._alleycat_unpatched_query(self, *args, projection_expressions, **kwargs)
+        index, hash_attrs, range_attrs, range_attr_for_comparison = plan
+        try:
+            candidates = _query_candidates(self, index, hash_key, hash_key_conditions)
+            sort_attrs = self._generate_attr_to_sort_by(hash_attrs, range_attrs)
+            candidates.sort(key=lambda item: tuple([_sort_value(item.attrs[name]) for name in sort_attrs]))
+            if exclusive_start_key is not None:
+                start = _start_after(candidates, exclusive_start_key, sort_attrs, scan_index_forward)
+            else:
+                start = None
+        except (KeyError, TypeError, AttributeError):  # data moto's own code reports (or fails on) in its way
+            return Table._alleycat_unpatched_query(self, *args, projection_expressions, **kwargs)
+        if scan_index_forward is False:
+            candidates.reverse()
+        if start is not None:
+            candidates = candidates[start:]
+
+        results: list[Any] = []
+        result_size = 0
+        scanned_count = 0
+        last_evaluated_key = None
+        for result in candidates:
+            size = result.size()
+            if len(results) == limit or result_size + size > RESULT_SIZE_LIMIT:
+                last_evaluated_key = self._get_last_evaluated_key(results[-1], index_name)
+                break
+            if not range_comparison:
+                results.append(result)
+                result_size += size
+                scanned_count += 1
+                continue
+            if range_attr_for_comparison and result.attrs.get(range_attr_for_comparison):
+                if result.attrs[range_attr_for_comparison].compare(range_comparison, range_objs):
+                    results.append(result)
+                    result_size += size
+                    scanned_count += 1
+            elif not index_name:
+                if result.range_key.compare(range_comparison, range_objs):
+                    results.append(result)
+                    result_size += size
+                    scanned_count += 1
+
+        projects_all = index is None or (index.projection or {}).get("ProjectionType") in (None, "ALL")
+        no_filter = filter_expression is None or type(filter_expression) is OpDefault  # OpDefault: no expression
+        if projection_expressions and no_filter and projects_all:
+            # moto deep-copies, then projects into new items: projecting alone gives the same items.
+            return [_projected_item(r, projection_expressions) for r in results], scanned_count, last_evaluated_key
+        results = copy.deepcopy(results)
+        if index is not None:
+            results = [index.project(r) for r in results]
+        if filter_expression is not None:
+            results = [item for item in results if filter_expression.expr(item)]
+        if projection_expressions:
+            results = [r.project(projection_expressions) for r in results]
+        return results, scanned_count, last_evaluated_key
+
+    Table.query = query
+    Table._alleycat_unpatched_query = original_query  # for the tests that compare both
+    Table._alleycat_query_patched = True
+
+
+def _query_plan(
+    table: Any,
+    hash_key: Any,
+    index_name: str | None,
+    consistent_read: bool,
+    hash_key_conditions: list[tuple[str, Any]] | None,
+    range_key_conditions: list[tuple[str, str, list[Any]]] | None,
+) -> tuple[Any, list[str], list[str | None], str | None] | None:
+    """(index or None, hash attrs, range attrs, range attribute compared) as moto's query builds them, or
+    ``None`` for a query the fast path leaves to moto."""
+    from moto.dynamodb.models.table import GlobalSecondaryIndex
+
+    if not table.range_key_attr or len(range_key_conditions or ()) > 1:
+        return None
+    last_range_key_name = range_key_conditions[-1][0] if range_key_conditions else None
+    if not index_name:
+        if hash_key is None:
+            return None
+        return None, [table.hash_key_attr], [table.range_key_attr], last_range_key_name
+    index = next((i for i in table.all_indexes() if i.name == index_name), None)
+    if index is None or (consistent_read and isinstance(index, GlobalSecondaryIndex)):
+        return None  # moto's own error
+    hash_keys = [key["AttributeName"] for key in index.schema if key["KeyType"] == "HASH"]
+    range_keys = [key["AttributeName"] for key in index.schema if key["KeyType"] == "RANGE"]
+    if len(hash_keys) != 1 or len(range_keys) != 1 or len(hash_key_conditions or ()) != 1:
+        return None
+    if hash_key_conditions[0][0] != hash_keys[0]:
+        return None
+    return (
+        index,
+        [hash_keys[0], table.hash_key_attr],
+        [range_keys[0], table.range_key_attr],
+        last_range_key_name or range_keys[0],
+    )
+
+
+def _query_candidates(table: Any, index: Any, hash_key: Any, hash_key_conditions: Any) -> list[Any]:
+    """The items a query looks at: the partition of a table query; for an index, the items with its hash key
+    value and a range key (a pass over the table without building a value per item)."""
+    if index is None:
+        partition = table.items.get(hash_key)
+        return list(partition.values()) if partition else []
+    ((name, expected),) = hash_key_conditions
+    range_name = next(key["AttributeName"] for key in index.schema if key["KeyType"] == "RANGE")
+    found = []
+    for partition in table.items.values():
+        for item in partition.values():
+            attrs = item.attrs
+            value = attrs.get(name)
+            if value is not None and _same_value(value, expected) and attrs.get(range_name) is not None:
+                found.append(item)
+    return found
+
+
+def _start_after(items: list[Any], exclusive_start_key: dict[str, Any], sort_attrs: list[str], forward: bool) -> int:
+    """Index (in query order) of the first item after ``ExclusiveStartKey``: moto's ``_item_comes_before_dct``
+    with plain values. ``items`` are in ascending order."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    start = [_sort_value(DynamoType(exclusive_start_key[name])) for name in sort_attrs]
+    ordered = items if forward else items[::-1]
+    for position, item in enumerate(ordered):
+        before = True
+        for name, wanted in zip(sort_attrs, start, strict=True):
+            value = item.attrs.get(name)
+            if value is not None and _sort_value(value) != wanted:
+                before = (_sort_value(value) < wanted) == forward
+                break
+        if not before:
+            return position
+    return len(items)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

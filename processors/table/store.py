@@ -42,6 +42,11 @@ MAX_CONFLICT_ATTEMPTS = 10
 PARALLEL_PUTS = 16
 SECONDS_PER_UPDATE = 100  # keeps one UpdateExpression well under DynamoDB's 4 KB expression limit
 
+# What ``items.final_result_from_item`` / ``personal_best_from_item`` read: Queries project to these, so answers
+# leave out the six key attributes (about half of a result item).
+FINAL_RESULT_ATTRIBUTES = ("raceId", "classId", "racerId", "name", "score", "second", "finishedAt")
+PERSONAL_BEST_ATTRIBUTES = ("classId", "racerId", "name", "score", "raceId")
+
 _UNAVAILABLE_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -103,19 +108,40 @@ class ResultsTable:
     def race_results(self, race_id: int, *, limit: int = 100, cursor: str | None = None) -> Page[FinalResult]:
         """A2: final results of a race, score desc (ties: racer id asc)."""
         return self._query_page(
-            GSI1, GSI1_PK, items.race_results_gsi1pk(race_id), limit, cursor, items.final_result_from_item, False
+            GSI1,
+            GSI1_PK,
+            items.race_results_gsi1pk(race_id),
+            limit,
+            cursor,
+            items.final_result_from_item,
+            False,
+            FINAL_RESULT_ATTRIBUTES,
         )
 
     def class_leaderboard(self, class_id: int, *, limit: int = 100, cursor: str | None = None) -> Page[PersonalBest]:
         """A3: each racer's best final score in the class, desc (ties: racer id asc)."""
         return self._query_page(
-            GSI1, GSI1_PK, items.class_bests_gsi1pk(class_id), limit, cursor, items.personal_best_from_item, False
+            GSI1,
+            GSI1_PK,
+            items.class_bests_gsi1pk(class_id),
+            limit,
+            cursor,
+            items.personal_best_from_item,
+            False,
+            PERSONAL_BEST_ATTRIBUTES,
         )
 
     def racer_results(self, racer_id: int, *, limit: int = 100, cursor: str | None = None) -> Page[FinalResult]:
         """A4: a racer's final results across races, newest race first."""
         return self._query_page(
-            GSI2, GSI2_PK, items.racer_gsi2pk(racer_id), limit, cursor, items.final_result_from_item, False
+            GSI2,
+            GSI2_PK,
+            items.racer_gsi2pk(racer_id),
+            limit,
+            cursor,
+            items.final_result_from_item,
+            False,
+            FINAL_RESULT_ATTRIBUTES,
         )
 
     def personal_best(self, class_id: int, racer_id: int) -> PersonalBest | None:
@@ -141,6 +167,7 @@ class ResultsTable:
         cursor: str | None,
         convert: Callable[[Mapping[str, Any]], T],
         forward: bool,
+        attributes: tuple[str, ...],
     ) -> Page[T]:
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be in 1..{MAX_PAGE}")
@@ -149,8 +176,11 @@ class ResultsTable:
             "TableName": self._table,
             "IndexName": index,
             "KeyConditionExpression": "#k = :k",
-            "ExpressionAttributeNames": {"#k": key_attribute},
+            "ExpressionAttributeNames": {"#k": key_attribute, **{f"#a{i}": name for i, name in enumerate(attributes)}},
             "ExpressionAttributeValues": {":k": {"S": key_value}},
+            # Only what ``convert`` reads (names go through placeholders: "name" and "second" are reserved words).
+            # LastEvaluatedKey still carries the keys.
+            "ProjectionExpression": ", ".join(f"#a{i}" for i in range(len(attributes))),
             "ScanIndexForward": forward,
             "Limit": limit,
         }
