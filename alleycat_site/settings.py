@@ -133,10 +133,17 @@ def _celery_broker_url(redis_url: str) -> str:
     return redis_url
 
 
+# channels-redis blocks on BZPOPMIN for up to 5 s; redis-py 8 times socket reads out after 5 s
+# by default, which would kill an idle consumer. The read timeout must outlast the block.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 15
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
+            "capacity": 1500,
+            "expiry": 30,
+        },
     }
 }
 

@@ -32,7 +32,7 @@ def redis_layer(redis_url: str, settings, monkeypatch: pytest.MonkeyPatch):
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "capacity": 1500, "expiry": 30},
+            "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": 15}], "capacity": 1500, "expiry": 30},
         }
     }
     monkeypatch.setenv("REDIS_URL", redis_url)

@@ -127,7 +127,7 @@ class GroupListener:
     def __init__(self, redis_url: str, group: str) -> None:
         from channels_redis.core import RedisChannelLayer
 
-        self.layer = RedisChannelLayer(hosts=[{"address": redis_url}])
+        self.layer = RedisChannelLayer(hosts=[{"address": redis_url, "socket_timeout": 15}])
         self.group = group
         self.messages: list[dict[str, Any]] = []
         self._stop = threading.Event()

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def site_on_the_pipeline(pipeline_env, redis_url, settings) -> Iterator[None]:
     """The Django site reading this test's endpoint and Redis (clients are cached per process)."""
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": 15}]}}
     }
     for cached in (config.get_config, store.get_dynamodb_client, store.get_results_table):
         cached.cache_clear()

@@ -51,7 +51,7 @@ def redis_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def receiving_layer(url: str) -> RedisChannelLayer:
     # The same layer class and settings as the site's CHANNEL_LAYERS.
-    return RedisChannelLayer(hosts=[url], capacity=1500, expiry=30)
+    return RedisChannelLayer(hosts=[{"address": url, "socket_timeout": 15}], capacity=1500, expiry=30)
 
 
 async def subscribe(layer: RedisChannelLayer, *groups: str) -> str:
