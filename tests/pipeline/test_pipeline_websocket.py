@@ -27,8 +27,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def site_on_the_pipeline(pipeline_env, redis_url, settings) -> Iterator[None]:
     """The Django site reading this test's endpoint and Redis (clients are cached per process)."""
+    host = {"address": redis_url, "socket_timeout": 15}
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": 15}]}}
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [host]}}
     }
     for cached in (config.get_config, store.get_dynamodb_client, store.get_results_table):
         cached.cache_clear()
