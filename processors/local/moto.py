@@ -15,6 +15,11 @@ for hours (moto is built for short unit tests):
 - PutRecords calls served concurrently cannot lose records (moto 5.2 numbers records without a lock);
 - DynamoDB attribute values are written to responses directly: moto 5.2 walks the botocore shape of
   every nested AttributeValue, about 2 s for one GetItem of a 1,000-racer live item;
+- per request, the backend of a host is looked up once (moto 5.2 lists its package directory under a
+  lock for every request); Kinesis GetRecords is answered with one ``json.dumps`` of the stored base64
+  data; UpdateItem ``SET #a = :a, ...`` without a condition skips moto's expression validator (history
+  writes one per racer per Firehose object) — see ``_patch_dispatcher``,
+  ``_patch_kinesis_get_records_response``, ``_patch_dynamodb_simple_update``;
 - records older than ``ALLEYCAT_MOTO_RETENTION_SECONDS`` (default 3600) leave the Kinesis shards,
   and a table stream keeps its newest ``ALLEYCAT_MOTO_TABLE_STREAM_RECORDS`` (default 20000)
   records, as the real services' retention does, so memory stays bounded.
@@ -26,8 +31,11 @@ oldest kept record continues at the oldest one (TRIM_HORIZON semantics).
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
+import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -414,10 +422,179 @@ def _start_after(items: list[Any], exclusive_start_key: dict[str, Any], sort_att
     return len(items)
 
 
+_SIMPLE_SET = re.compile(r"\s*SET\s+(#\w+\s*=\s*:\w+(?:\s*,\s*#\w+\s*=\s*:\w+)*)\s*", re.IGNORECASE)
+_SIMPLE_SET_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL"})
+
+
+def _patch_dynamodb_simple_update() -> None:
+    """UpdateItem of the form ``SET #a = :a, #b = :b, ...`` (no condition) without moto's expression machinery.
+
+    moto 5.2 parses such an expression twice, then deep-copies and walks its syntax tree in
+    ``UpdateExpressionValidator`` for every call: ~3 ms per call, and history writes one UpdateItem per
+    racer per Firehose object (1,000 calls at once in a 1,000-racer race), each competing with the
+    aggregator for the one process that serves every service. Here the placeholders are resolved and
+    the values set as moto's executor would (``item.attrs[name] = DynamoType(value)``, size-limited by
+    moto's ``LimitedSizeDict``), the new item is created as moto creates it, and the table stream
+    gets the same records. Anything else (conditions, paths, functions, a key attribute, a name set
+    twice, unknown placeholders, other value types) takes moto's own path, errors included.
+    """
+    from moto.dynamodb.exceptions import ItemSizeTooLarge, ItemSizeToUpdateTooLarge
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if getattr(DynamoDBBackend, "_alleycat_simple_update", False):
+        return
+    original = DynamoDBBackend.update_item
+
+    def assignments(table: Any, expression: str, names: dict[str, Any], values: dict[str, Any]) -> list | None:
+        match = _SIMPLE_SET.fullmatch(expression)
+        if match is None:
+            return None
+        pairs = []
+        for clause in match.group(1).split(","):
+            placeholder, _, value_name = (part.strip() for part in clause.partition("="))
+            name, value = names.get(placeholder), values.get(value_name)
+            if not isinstance(name, str) or not isinstance(value, dict) or len(value) != 1:
+                return None
+            if next(iter(value)) not in _SIMPLE_SET_TYPES or name in table.attribute_keys:
+                return None
+            pairs.append((name, value))
+        if len({name for name, _ in pairs}) != len(pairs):
+            return None
+        return pairs
+
+    def update_item(
+        self: Any,
+        table_name: str,
+        key: dict[str, dict[str, Any]],
+        update_expression: str,
+        expression_attribute_names: dict[str, Any],
+        expression_attribute_values: dict[str, Any],
+        attribute_updates: dict[str, Any] | None = None,
+        expected: dict[str, Any] | None = None,
+        condition_expression: str | None = None,
+        return_values_on_condition_check_failure: str | None = None,
+    ) -> Any:
+        table = self.get_table(table_name)
+        pairs = None
+        if update_expression and not attribute_updates and not expected and not condition_expression:
+            hash_attr, range_attr = table.hash_key_attr, table.range_key_attr
+            if hash_attr in key and (range_attr is None or range_attr in key) and len(key) == len(table.attribute_keys):
+                pairs = assignments(
+                    table, update_expression, expression_attribute_names or {}, expression_attribute_values or {}
+                )
+        if pairs is None:
+            return original(
+                self,
+                table_name,
+                key,
+                update_expression,
+                expression_attribute_names,
+                expression_attribute_values,
+                attribute_updates,
+                expected,
+                condition_expression,
+                return_values_on_condition_check_failure,
+            )
+        hash_value = DynamoType(key[hash_attr])
+        range_value = DynamoType(key[range_attr]) if range_attr else None
+        item = table.get_item(hash_value, range_value)
+        orig_item = copy.deepcopy(item)
+        if item is None:
+            data: dict[str, Any] = {hash_attr: {hash_value.type: hash_value.value}}
+            if range_value is not None:
+                data[range_attr] = {range_value.type: range_value.value}
+            table.put_item(data)
+            item = table.get_item(hash_value, range_value)
+        try:
+            for name, value in pairs:
+                item.attrs[name] = DynamoType(value)
+        except ItemSizeTooLarge:
+            raise ItemSizeToUpdateTooLarge() from None
+        if table.stream_shard is not None:
+            table.stream_shard.add(orig_item, item)
+        return item
+
+    DynamoDBBackend.update_item = update_item
+    DynamoDBBackend._alleycat_simple_update = True
+
+
+def _patch_kinesis_get_records_response() -> None:
+    """Kinesis GetRecords answered with one ``json.dumps`` instead of moto's generic serializer.
+
+    moto 5.2 turns each record into a dict (base64-decoding its data), then its serializer walks the
+    botocore shape of every field of every record and base64-encodes the data again: about as much
+    time as everything else of a 1,000-record GetRecords, which the aggregator and Firehose each call
+    every second. The stored data is already the base64 text the producer sent, so it goes out as is;
+    the answer has moto's fields and formats (``ApproximateArrivalTimestamp`` in epoch seconds,
+    ``MillisBehindLatest``; ``NextShardIterator`` left out at the end of a closed shard). Errors
+    (expired or bad iterator) are raised by moto's backend as before.
+    """
+    from moto.kinesis.responses import KinesisResponse
+
+    if getattr(KinesisResponse, "_alleycat_patched", False):
+        return
+
+    def data_text(data: Any) -> str:
+        return data if isinstance(data, str) else base64.b64encode(base64.b64decode(data)).decode()
+
+    def get_records(self: Any) -> tuple[str, dict[str, Any]]:
+        next_iterator, records, behind = self.kinesis_backend.get_records(
+            self._get_param("StreamARN"), self._get_param("ShardIterator"), self._get_param("Limit")
+        )
+        answer: dict[str, Any] = {
+            "Records": [
+                {
+                    "Data": data_text(record.data),
+                    "PartitionKey": record.partition_key,
+                    "SequenceNumber": str(record.sequence_number),
+                    "ApproximateArrivalTimestamp": record.created_at,
+                }
+                for record in records
+            ],
+            "MillisBehindLatest": behind,
+        }
+        if next_iterator is not None:
+            answer["NextShardIterator"] = next_iterator
+        return json.dumps(answer), {"status": 200, "Content-Type": "application/x-amz-json-1.1"}
+
+    KinesisResponse.get_records = get_records
+    KinesisResponse._alleycat_patched = True
+
+
+def _patch_dispatcher() -> None:
+    """Remember which backend serves a host: moto 5.2 finds it again on every request, under one lock.
+
+    ``DomainDispatcherApplication.get_backend_for_host`` lists moto's package directory (``os.listdir``
+    plus an ``isdir`` per entry, ~200 system calls) for each request before matching the URL patterns,
+    while holding the dispatcher's lock, so every request of every service queues behind it. The
+    answer depends on the host string alone and moto's modules do not change while it runs.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    if getattr(DomainDispatcherApplication, "_alleycat_patched", False):
+        return
+    original = DomainDispatcherApplication.get_backend_for_host
+    backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        try:
+            return backends[host]
+        except KeyError:
+            backend = backends[host] = original(self, host)
+            return backend
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
+    DomainDispatcherApplication._alleycat_patched = True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv if argv is not None else sys.argv[1:])
     port = int(args[0] if args else os.environ.get("ALLEYCAT_AWS_PORT") or DEFAULT_PORT)
     patch_moto()
+    _patch_dispatcher()
+    _patch_dynamodb_simple_update()
+    _patch_kinesis_get_records_response()
     import logging
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
