@@ -222,10 +222,32 @@ class RaceResultsApi(StoreErrorsMixin, APIView):
         body = cache.get(key) if key else None
         if body is None:
             rows, next_cursor = selectors.race_results_page(race=race, limit=limit, cursor=cursor, now=now)
-            body = page_envelope(request, rows, next_cursor, self.OutputSerializer)
+            body = page_envelope(request, rows, next_cursor, ResultRows)
             if key:
                 cache.set(key, body, RESULTS_CACHE_SECONDS)
         return _conditional(request, body, cache_control=IMMUTABLE if settled else REVALIDATE)
+
+
+class ResultRows:
+    """``RaceResultsApi.OutputSerializer(rows, many=True).data``, built directly.
+
+    DRF's field machinery costs ~3 ms per 100 rows, a tenth of the page's budget; the serializer stays the
+    schema, and a test checks that both give the same rows.
+    """
+
+    def __init__(self, rows: list[selectors.ResultRow], *, many: bool = True, context: dict | None = None) -> None:
+        self.data = [
+            {
+                "rank": row.rank,
+                "racer_id": int(row.racer_id),
+                "name": str(row.name),
+                "score": float(row.score),
+                "second": int(row.second),
+                "status": row.status,
+                "finished_at": row.finished_at_ms,
+            }
+            for row in rows
+        ]
 
 
 def _results_cache_key(request, race_id: int, limit: int, cursor: str | None) -> str:

@@ -121,6 +121,7 @@ def patch_moto() -> None:
     Stream.get_shard_for_key = get_shard_for_key
     _patch_attribute_value_serialisation()
     _patch_dynamodb_query()
+    _patch_dynamodb_items_response()
     Shard.get_max_sequence_number = get_max_sequence_number
     Shard.get_min_sequence_number = get_min_sequence_number
     Shard.get_records = get_records
@@ -193,6 +194,31 @@ def _patch_attribute_value_serialisation() -> None:
 def _sort_value(value: Any) -> Any:
     """What moto's DynamoType ``<``/``==`` compare (``cast_value``), without building a Decimal for strings."""
     return value.value if value.type == "S" else value.cast_value
+
+
+def _sort_key(names: list[str]) -> Any:
+    """Sort key of an item: the plain values of ``names`` (what moto's key tuple of DynamoTypes compares)."""
+
+    def key(item: Any) -> tuple:
+        attrs = item.attrs
+        return tuple([value.value if (value := attrs[name]).type == "S" else value.cast_value for name in names])
+
+    return key
+
+
+def _item_size(item: Any) -> int:
+    """moto's ``Item.size()`` (its 1 MB page limit), with string and number values measured inline."""
+    total = 0
+    for name, value in item.attrs.items():
+        total += len(name.encode())
+        kind, inner = value.type, value.value
+        if kind == "S" and type(inner) is str:
+            total += len(inner.encode())
+        elif kind == "N":
+            total += len(str(inner))
+        else:
+            total += value.size()
+    return total
 
 
 def _same_value(value: Any, expected: Any) -> bool:
@@ -293,7 +319,7 @@ def _patch_dynamodb_query() -> None:
         try:
             candidates = _query_candidates(self, index, hash_key, hash_key_conditions)
             sort_attrs = self._generate_attr_to_sort_by(hash_attrs, range_attrs)
-            candidates.sort(key=lambda item: tuple([_sort_value(item.attrs[name]) for name in sort_attrs]))
+            candidates.sort(key=_sort_key(sort_attrs))
             if exclusive_start_key is not None:
                 start = _start_after(candidates, exclusive_start_key, sort_attrs, scan_index_forward)
             else:
@@ -310,7 +336,7 @@ def _patch_dynamodb_query() -> None:
         scanned_count = 0
         last_evaluated_key = None
         for result in candidates:
-            size = result.size()
+            size = _item_size(result)
             if len(results) == limit or result_size + size > RESULT_SIZE_LIMIT:
                 last_evaluated_key = self._get_last_evaluated_key(results[-1], index_name)
                 break
@@ -420,6 +446,49 @@ def _start_after(items: list[Any], exclusive_start_key: dict[str, Any], sort_att
         if not before:
             return position
     return len(items)
+
+
+def _patch_dynamodb_items_response() -> None:
+    """Write the items of an answer (Query's page, GetItem's item) with one call per item instead of one per value.
+
+    moto 5.2 first copies every value into a plain dict (``dynamo_to_dict``, a chain of type checks per value),
+    then its serializer visits each value of an item map through its botocore shape. Scalar values (S, N, BOOL,
+    NULL) become their wire form directly and a map of attribute values is written in one step with
+    ``_wire_attribute``; anything else takes moto's own path. Same JSON out, about 3 ms less for 100 results.
+    """
+    from moto.core.serialize import JSONSerializer
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+
+    if getattr(responses, "_alleycat_items_patched", False):
+        return
+    original_to_dict = responses.dynamo_to_dict
+    scalars = frozenset({"S", "N", "BOOL", "NULL"})
+    mappings = (dict, LimitedSizeDict)
+
+    def dynamo_to_dict(obj: Any) -> Any:
+        kind = type(obj)
+        if kind is DynamoType and obj.type in scalars and type(obj.value) in (str, bool):
+            return {obj.type: obj.value}
+        if kind in mappings:
+            return {key: dynamo_to_dict(value) for key, value in obj.items()}
+        if kind is list:
+            return [dynamo_to_dict(value) for value in obj]
+        return original_to_dict(obj)
+
+    original_map = JSONSerializer._serialize_type_map
+
+    def serialize_map(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if getattr(shape.value, "name", None) == "AttributeValue" and all(v is not None for v in value.values()):
+            serialized[self.get_serialized_name(shape, key)] = {name: _wire_attribute(v) for name, v in value.items()}
+            return
+        original_map(self, serialized, value, shape, key)
+
+    responses.dynamo_to_dict = dynamo_to_dict
+    JSONSerializer._serialize_type_map = serialize_map
+    responses._alleycat_unpatched = (original_to_dict, original_map)  # for the tests that compare both
+    responses._alleycat_patched = (dynamo_to_dict, serialize_map)
+    responses._alleycat_items_patched = True
 
 
 _SIMPLE_SET = re.compile(r"\s*SET\s+(#\w+\s*=\s*:\w+(?:\s*,\s*#\w+\s*=\s*:\w+)*)\s*", re.IGNORECASE)

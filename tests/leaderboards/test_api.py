@@ -397,3 +397,17 @@ def test_schema_is_valid_openapi_3_and_describes_every_endpoint(client):
     race_list_params = {p["name"] for p in paths["/api/races/"]["get"]["parameters"]}
     assert {"class", "status", "since", "until", "limit", "cursor"} <= race_list_params
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_result_rows_are_what_the_output_serializer_gives():
+    from leaderboards.apis import RaceResultsApi, ResultRows
+    from leaderboards.selectors import STATUS_DNF, STATUS_FINISHED, ResultRow
+
+    rows = [
+        ResultRow(1, 7, "Racer 7", 1234.5678, 300, STATUS_FINISHED, 1_764_172_800_001),
+        ResultRow(2, 2**53 - 1, "Zoë ✓", 1000.0, 12, STATUS_FINISHED, 0),
+        ResultRow(None, 3, "Quit", 50.25, 1, STATUS_DNF, None),
+    ]
+    fast = ResultRows(rows, many=True).data
+    assert fast == RaceResultsApi.OutputSerializer(rows, many=True).data
+    assert orjson.dumps(fast) == orjson.dumps(RaceResultsApi.OutputSerializer(rows, many=True).data)

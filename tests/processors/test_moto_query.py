@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.dynamodb.models.table import Table
 
-from processors.local.moto import _patch_dynamodb_query
+from processors.local.moto import _patch_dynamodb_items_response, _patch_dynamodb_query
 
 TABLE = "moto-query"
 
@@ -336,3 +336,47 @@ def test_the_table_modules_query_takes_the_fast_path(client: Any, monkeypatch: p
     )
     assert answer["Count"] == 5 and "LastEvaluatedKey" in answer
     assert all(set(item) == {"name", "score"} for item in answer["Items"])
+
+
+def _with_items_response(patched: bool, call: Any) -> Any:
+    from moto.core.serialize import JSONSerializer
+    from moto.dynamodb import responses
+
+    to_dict, serialize_map = responses._alleycat_patched if patched else responses._alleycat_unpatched
+    responses.dynamo_to_dict, JSONSerializer._serialize_type_map = to_dict, serialize_map
+    try:
+        return call()
+    except ClientError as exc:
+        return {"error": exc.response["Error"]}
+    finally:
+        responses.dynamo_to_dict, JSONSerializer._serialize_type_map = responses._alleycat_patched
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.query(
+            TableName=TABLE, KeyConditionExpression="pk = :h", ExpressionAttributeValues={":h": {"S": "P#0"}}
+        ),
+        lambda c: c.query(
+            TableName=TABLE,
+            IndexName="gsi1",
+            KeyConditionExpression="g1pk = :h",
+            ExpressionAttributeValues={":h": {"S": "G#1"}},
+            ProjectionExpression="arr, #m, score",
+            ExpressionAttributeNames={"#m": "map"},
+        ),
+        lambda c: c.get_item(TableName=TABLE, Key={"pk": {"S": "P#0"}, "sk": {"S": "S#0028"}}),
+        lambda c: c.batch_get_item(RequestItems={TABLE: {"Keys": [{"pk": {"S": "P#3"}, "sk": {"S": "S#0007"}}]}}),
+        lambda c: c.scan(TableName=TABLE, Limit=40),
+        lambda c: c.describe_table(TableName=TABLE),
+    ],
+)
+def test_items_response_matches_moto(client: Any, call: Any):
+    _patch_dynamodb_items_response()
+    expected = _with_items_response(False, lambda: call(client))
+    actual = _with_items_response(True, lambda: call(client))
+    for answer in (expected, actual):
+        answer.pop("ResponseMetadata", None)
+    assert actual == expected
+    assert "error" not in actual
