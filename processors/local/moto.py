@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -228,6 +229,17 @@ def _same_value(value: Any, expected: Any) -> bool:
     return value.value == expected.value if value.type == "S" else value.cast_value == expected.cast_value
 
 
+@functools.lru_cache(maxsize=65_536)
+def _number_text_survives(text: Any) -> bool:
+    """True when moto's projection round trip (boto3's Decimal context and back) gives ``text`` unchanged."""
+    from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
+    try:
+        return str(DYNAMODB_CONTEXT.create_decimal(text)) == text
+    except (ArithmeticError, TypeError, ValueError):  # moto's round trip raises its own error
+        return False
+
+
 def _projected_item(item: Any, paths: list[list[str]]) -> Any:
     """``Item.project`` for top-level names of string and number values, without its JSON round trip.
 
@@ -235,7 +247,6 @@ def _projected_item(item: Any, paths: list[list[str]]) -> Any:
     item on every insert. For top-level ``S``/``N`` values (numbers whose text survives ``Decimal``) the result is
     the same item; anything else goes to moto's own ``project``.
     """
-    from boto3.dynamodb.types import DYNAMODB_CONTEXT
     from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 
     attrs = item.attrs
@@ -248,10 +259,7 @@ def _projected_item(item: Any, paths: list[list[str]]) -> Any:
         if value is None or name in chosen:
             continue
         if value.type == "N":
-            try:
-                if str(DYNAMODB_CONTEXT.create_decimal(value.value)) != value.value:
-                    return item.project(paths)
-            except (ArithmeticError, TypeError, ValueError):  # moto's round trip raises its own error
+            if not _number_text_survives(value.value):
                 return item.project(paths)
         elif value.type != "S":
             return item.project(paths)
@@ -319,7 +327,8 @@ def _patch_dynamodb_query() -> None:
         try:
             candidates = _query_candidates(self, index, hash_key, hash_key_conditions)
             sort_attrs = self._generate_attr_to_sort_by(hash_attrs, range_attrs)
-            candidates.sort(key=_sort_key(sort_attrs))
+            # Every candidate has the same hash key value (the first sort attribute): order by the rest.
+            candidates.sort(key=_sort_key(sort_attrs[1:]))
             if exclusive_start_key is not None:
                 start = _start_after(candidates, exclusive_start_key, sort_attrs, scan_index_forward)
             else:
@@ -420,6 +429,15 @@ def _query_candidates(table: Any, index: Any, hash_key: Any, hash_key_conditions
     ((name, expected),) = hash_key_conditions
     range_name = next(key["AttributeName"] for key in index.schema if key["KeyType"] == "RANGE")
     found = []
+    if expected.type == "S":  # the common case, compared inline
+        wanted = expected.value
+        for partition in table.items.values():
+            for item in partition.values():
+                attrs = item.attrs
+                value = attrs.get(name)
+                if value is not None and value.value == wanted and value.type == "S" and range_name in attrs:
+                    found.append(item)
+        return found
     for partition in table.items.values():
         for item in partition.values():
             attrs = item.attrs
@@ -471,7 +489,13 @@ def _patch_dynamodb_items_response() -> None:
         if kind is DynamoType and obj.type in scalars and type(obj.value) in (str, bool):
             return {obj.type: obj.value}
         if kind in mappings:
-            return {key: dynamo_to_dict(value) for key, value in obj.items()}
+            out = {}
+            for key, value in obj.items():
+                if type(value) is DynamoType and value.type in scalars and type(value.value) in (str, bool):
+                    out[key] = {value.type: value.value}
+                else:
+                    out[key] = dynamo_to_dict(value)
+            return out
         if kind is list:
             return [dynamo_to_dict(value) for value in obj]
         return original_to_dict(obj)
@@ -480,7 +504,16 @@ def _patch_dynamodb_items_response() -> None:
 
     def serialize_map(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
         if getattr(shape.value, "name", None) == "AttributeValue" and all(v is not None for v in value.values()):
-            serialized[self.get_serialized_name(shape, key)] = {name: _wire_attribute(v) for name, v in value.items()}
+            wire = {}
+            for name, v in value.items():
+                # dynamo_to_dict's fresh {"S": text}, {"N": text}, {"BOOL": b}, {"NULL": True} is already wire form
+                if type(v) is dict and len(v) == 1 and ("S" in v or "N" in v or "BOOL" in v or "NULL" in v):
+                    inner = next(iter(v.values()))
+                    if type(inner) is str or type(inner) is bool:
+                        wire[name] = v
+                        continue
+                wire[name] = _wire_attribute(v)
+            serialized[self.get_serialized_name(shape, key)] = wire
             return
         original_map(self, serialized, value, shape, key)
 
