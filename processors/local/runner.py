@@ -59,7 +59,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from processors.local import events
+from processors.local import events, filters
 from processors.local.checkpoints import CheckpointStore, var_dir, write_json_atomically
 from processors.local.sandbox import Sandbox
 from processors.local.streams import DynamoDBStream, KinesisStream, ShardCursor, ShardSet, StreamAdapter
@@ -324,7 +324,7 @@ class StreamMappingSource(SourceThread):
         if self.window_seconds:
             self._handle_windowed(cursor, records)
         elif records:
-            self._deliver(cursor, records, None)
+            self._deliver_filtered(cursor, records)
         if cursor.drained and not self.stop.is_set():
             window = self.windows.pop(cursor.shard_id, None)
             if window is not None:
@@ -345,6 +345,40 @@ class StreamMappingSource(SourceThread):
         if not self.window_seconds:
             self.processed[cursor.shard_id] = self.stream.sequence(expired[-1])
         return [raw for raw in records if self.stream.arrival(raw) >= cutoff]
+
+    def _deliver_filtered(self, cursor: ShardCursor, records: list[dict]) -> None:
+        """Lambda's event filtering: only records matching a FilterCriteria pattern are delivered.
+
+        The others count as processed: once the kept records are done (or dead-lettered), the
+        checkpoint moves to the end of the batch, also when nothing was kept.
+        """
+        if not self.mapping.filters:
+            self._deliver(cursor, records, None)
+            return
+        kept = [raw for raw in records if filters.matches(self.mapping.filters, self._filter_view(cursor, raw))]
+        self.stats.extra["filteredOut"] = self.stats.extra.get("filteredOut", 0) + len(records) - len(kept)
+        if kept and not self._deliver(cursor, kept, None):
+            return  # stopped mid-batch: the checkpoint stays where the delivered records left it
+        self.processed[cursor.shard_id] = self.stream.sequence(records[-1])
+        self._save()
+
+    def _filter_view(self, cursor: ShardCursor, raw: dict) -> dict:
+        if self.stream.kind == "kinesis":
+            return filters.kinesis_filter_view(self._event_record(cursor, raw))
+        if not self._filters_read_images:
+            # Keys only: converting both images of a big item for a pattern on its key is wasted work.
+            return {
+                "eventName": raw["eventName"],
+                "eventSource": "aws:dynamodb",
+                "dynamodb": {"Keys": events.lambda_image(raw["dynamodb"]["Keys"])},
+            }
+        return self._event_record(cursor, raw)
+
+    @property
+    def _filters_read_images(self) -> bool:
+        return any(set(pattern.get("dynamodb", {})) - {"Keys"} for pattern in self.mapping.filters) or any(
+            set(pattern) - {"dynamodb", "eventName", "eventSource"} for pattern in self.mapping.filters
+        )
 
     # -- tumbling windows
 
@@ -416,11 +450,12 @@ class StreamMappingSource(SourceThread):
             size += length
         return [chunk for chunk in chunks if chunk]
 
-    def _deliver(self, cursor: ShardCursor, records: list[dict], window: Window | None) -> None:
+    def _deliver(self, cursor: ShardCursor, records: list[dict], window: Window | None) -> bool:
+        """Deliver (retry, bisect, dead-letter) every record; False when stopped before the end."""
         queue: deque[tuple[list[dict], int]] = deque((chunk, 0) for chunk in self._payload_chunks(records))
         while queue:
             if self.stop.is_set():
-                return
+                return False
             batch, attempts = queue.popleft()
             error = ""
             try:
@@ -452,6 +487,7 @@ class StreamMappingSource(SourceThread):
                 continue
             queue.appendleft((rest, attempts))
             self.stop.wait(_retry_delay(attempts))
+        return True
 
     def _first_failure(self, batch: list[dict], response: Any) -> int | None:
         if not self.mapping.report_batch_item_failures or not isinstance(response, dict):

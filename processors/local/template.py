@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 import yaml
 
+from processors.local.filters import parse_filters
+
 DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 
 # Logical ids of the template's shared resources (the functions are found by their handler path).
@@ -345,6 +347,7 @@ class EventSourceSettings:
     s3_events: tuple[str, ...] = ()
     s3_prefix: str = ""
     s3_suffix: str = ""
+    filters: tuple[dict[str, Any], ...] = ()  # FilterCriteria patterns (processors.local.filters)
 
 
 @dataclass(frozen=True)
@@ -601,6 +604,7 @@ def _event_source(function: str, name: str, event: Mapping[str, Any], names: _Na
         starting_position=props.get("StartingPosition", "TRIM_HORIZON"),
         report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
         on_failure=names.name_of(ResourceRef(on_failure.logical_id)) if on_failure is not None else None,
+        filters=parse_filters(props.get("FilterCriteria", {}).get("Filters", [])),
     )
 
 

@@ -221,7 +221,7 @@ class TestRunnerErrors:
             records = event["Records"]
             for record in records:
                 sequence = record["dynamodb"]["SequenceNumber"]
-                if record["dynamodb"]["Keys"]["sk"]["S"] == "x1" and sequence not in failed_once:
+                if record["dynamodb"]["Keys"]["pk"]["S"] == "x1" and sequence not in failed_once:
                     failed_once.add(sequence)
                     return {"batchItemFailures": [{"itemIdentifier": sequence}]}
             return {"batchItemFailures": []}
@@ -230,12 +230,12 @@ class TestRunnerErrors:
         handlers = fake_handlers(finals=Recorder(behaviour))
         running(settings, resources, handlers)
         dynamodb = boto3.client("dynamodb")
-        for sk in ("x0", "x1", "x2"):
+        for pk in ("x0", "x1", "x2"):  # live items: the template's filter lets only sk = LIVE through
             dynamodb.put_item(
-                TableName=resources.table_name, Item={"pk": {"S": "t"}, "sk": {"S": sk}, "b": {"B": b"\x01\x02"}}
+                TableName=resources.table_name, Item={"pk": {"S": pk}, "sk": {"S": "LIVE"}, "b": {"B": b"\x01\x02"}}
             )
-        wait_until(lambda: [r["dynamodb"]["Keys"]["sk"]["S"] for r in handlers["finals"].records()].count("x2") >= 1)
-        seen = [r["dynamodb"]["Keys"]["sk"]["S"] for r in handlers["finals"].records()]
+        wait_until(lambda: [r["dynamodb"]["Keys"]["pk"]["S"] for r in handlers["finals"].records()].count("x2") >= 1)
+        seen = [r["dynamodb"]["Keys"]["pk"]["S"] for r in handlers["finals"].records()]
         # x0 is never redelivered once acknowledged; x1 is delivered twice (failed, then retried)
         assert seen.count("x0") == 1 and seen.count("x1") == 2
         record = handlers["finals"].records()[0]
@@ -243,6 +243,32 @@ class TestRunnerErrors:
         assert record["dynamodb"]["NewImage"]["b"] == {"B": base64.b64encode(b"\x01\x02").decode()}
         assert isinstance(record["dynamodb"]["ApproximateCreationDateTime"], int)
         assert record["eventSourceARN"] == resources.table_stream_arn and record["eventName"] == "INSERT"
+
+    def test_filter_criteria_deliver_only_live_items_and_checkpoint_past_the_others(self, aws, var_dir, running):
+        # GIVEN the template's FilterCriteria on finals and publisher (sk = LIVE)
+        settings, resources = make_stack(window=0)
+        assert settings.function("finals").event_sources[0].filters
+        handlers = fake_handlers()
+        runner = running(settings, resources, handlers)
+        dynamodb = boto3.client("dynamodb")
+        for pk, sk in (("RACE#1", "RESULT#1"), ("RACE#1", "LIVE"), ("CLASS#1", "BEST#1"), ("RACE#2", "LIVE")):
+            dynamodb.put_item(TableName=resources.table_name, Item={"pk": {"S": pk}, "sk": {"S": sk}})
+        dynamodb.put_item(TableName=resources.table_name, Item={"pk": {"S": "RACE#3"}, "sk": {"S": "SECONDS#1"}})
+        wait_until(lambda: len(handlers["finals"].records()) >= 2)
+        for name in ("finals", "publisher"):  # publisher starts at LATEST: it may have missed the first ones
+            records = handlers[name].records()
+            keys = [(r["dynamodb"]["Keys"]["pk"]["S"], r["dynamodb"]["Keys"]["sk"]["S"]) for r in records]
+            assert all(key in [("RACE#1", "LIVE"), ("RACE#2", "LIVE")] for key in keys)
+        assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in handlers["finals"].records()] == ["RACE#1", "RACE#2"]
+        finals = next(source for source in runner.sources if source.name == "finals<-TableStream")
+        wait_until(lambda: finals.stats.extra.get("filteredOut") == 3, what="the last record filtered out")
+        stop(runner)
+        # the checkpoint is past the last record (filtered out): a restart delivers nothing again
+        handlers_again = fake_handlers()
+        restarted = running(settings, resources, handlers_again)
+        time.sleep(1.5)
+        stop(restarted)
+        assert handlers_again["finals"].records() == []
 
 
 class TestRunnerTumblingWindow:

@@ -1,0 +1,132 @@
+"""The embedded endpoint's shortcuts on the pipeline's hot paths give moto's own answers.
+
+Kinesis GetRecords, UpdateItem ``SET #a = :a, ...`` (and the requests that must still fail) and the
+table stream records they produce, against moto's server and ``processors.local.moto`` side by side.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import free_port, wait_for_http
+
+
+@pytest.fixture(scope="module")
+def endpoints() -> Iterator[dict[str, str]]:
+    commands = {
+        "moto": lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        "embedded": lambda port: [sys.executable, "-m", "processors.local.moto", str(port)],
+    }
+    procs, urls = [], {}
+    try:
+        for name, command in commands.items():
+            port = free_port()
+            procs.append(subprocess.Popen(command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            urls[name] = f"http://127.0.0.1:{port}"
+            wait_for_http(f"{urls[name]}/moto-api/")
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+def clients(url: str) -> dict[str, Any]:
+    kwargs = {"endpoint_url": url, "region_name": "us-east-1", "aws_access_key_id": "t", "aws_secret_access_key": "t"}
+    return {name: boto3.client(name, **kwargs) for name in ("kinesis", "dynamodb", "dynamodbstreams")}
+
+
+def kinesis_answers(kinesis: Any) -> tuple:
+    kinesis.create_stream(StreamName="s", ShardCount=1)
+    time.sleep(0.3)
+    kinesis.put_records(
+        StreamName="s", Records=[{"Data": b"\x00\xffdata" + bytes([i]), "PartitionKey": "7"} for i in range(5)]
+    )
+    shard = kinesis.list_shards(StreamName="s")["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName="s", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    first = kinesis.get_records(ShardIterator=iterator["ShardIterator"], Limit=3)
+    second = kinesis.get_records(ShardIterator=first["NextShardIterator"])
+    third = kinesis.get_records(ShardIterator=second["NextShardIterator"])
+    shape = [
+        (r["Data"], r["PartitionKey"], r["SequenceNumber"], type(r["ApproximateArrivalTimestamp"]).__name__)
+        for response in (first, second, third)
+        for r in response["Records"]
+    ]
+    expired = None
+    try:
+        kinesis.get_records(ShardIterator="not-an-iterator")
+    except Exception as exc:  # moto's own error either way
+        expired = type(exc).__name__
+    return shape, "NextShardIterator" in third, third["MillisBehindLatest"], expired
+
+
+def update_answers(dynamodb: Any, streams: Any) -> tuple:
+    dynamodb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    key = {"pk": {"S": "RACE#1"}, "sk": {"S": "SECONDS#1"}}
+    names = {"#a": "s1", "#b": "raceId"}
+    dynamodb.update_item(
+        TableName="t",
+        Key=key,
+        UpdateExpression="SET #a = :a, #b=:b",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues={":a": {"N": "1.5000"}, ":b": {"N": "1"}},
+    )
+    dynamodb.update_item(
+        TableName="t",
+        Key=key,
+        UpdateExpression="SET #a = :a",
+        ExpressionAttributeNames={"#a": "s1"},
+        ExpressionAttributeValues={":a": {"N": "2"}},
+    )
+    errors = []
+    for expression, names, values in (
+        ("SET #a = :a", {"#a": "pk"}, {":a": {"S": "other"}}),  # a key attribute
+        ("SET #a = :a, #a = :a", {"#a": "s1"}, {":a": {"N": "3"}}),  # the same path twice
+        ("SET #a = :b", {"#a": "s1"}, {":a": {"N": "3"}}),  # an unknown placeholder
+        ("SET #a = :a", {"#a": "s1", "#x": "unused"}, {":a": {"N": "3"}}),  # an unused name
+    ):
+        try:
+            dynamodb.update_item(
+                TableName="t",
+                Key=key,
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+            errors.append(None)
+        except Exception as exc:
+            errors.append(exc.response["Error"]["Code"])  # type: ignore[attr-defined]
+    item = dynamodb.get_item(TableName="t", Key=key)["Item"]
+    arn = dynamodb.describe_table(TableName="t")["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    images = [(r["eventName"], r["dynamodb"].get("OldImage"), r["dynamodb"].get("NewImage")) for r in records]
+    return item, errors, images
+
+
+def test_get_records_and_simple_updates_answer_as_moto_does(endpoints: dict[str, str]) -> None:
+    answers = {}
+    for name, url in endpoints.items():
+        aws = clients(url)
+        answers[name] = (kinesis_answers(aws["kinesis"]), update_answers(aws["dynamodb"], aws["dynamodbstreams"]))
+    assert answers["embedded"] == answers["moto"]
+    (records, *_), (item, errors, images) = answers["embedded"]
+    assert len(records) == 5 and item["s1"] == {"N": "2"} and len(images) >= 2
+    assert errors == ["ValidationException"] * 4
