@@ -28,6 +28,7 @@ from processors.table import (
 )
 from processors.table.store import get_results_table
 from tests.conftest import free_port
+from tests.processors.factories import to_lambda_image
 
 PROCESSORS = Path(__file__).resolve().parents[2] / "processors"
 
@@ -129,6 +130,44 @@ class TestLiveItem:
         assert [row.racer_id for row in live.rows[:3]] == [99, 199, 299]  # highest cadence, then racer id
         assert live.rows[0].score == pytest.approx(300 * output_of(179, 50))
         assert sum(row.finished for row in live.rows) == 500
+
+    def test_the_board_round_trips_and_items_of_the_earlier_shape_are_still_read(self) -> None:
+        totals = {
+            5: RacerTotal("Zoë Ünïcode", 2, 1_234_567, 0b1110, 3, 181.4567, None),
+            2**53 - 1: RacerTotal("x" * 64, 1, 1_234_567, 0b10, 1, 0.0001, 1_764_172_800_000),
+            0: RacerTotal("", 9, 0, 0, 9, 0.0, 0),
+        }
+        item = items.live_item(7, 3, totals, version=4, updated_at_ms=99)
+        assert set(item) == {"pk", "sk", "raceId", "classId", "version", "updatedAt", "board"}
+        assert items.live_totals(item) == totals
+        assert items.live_totals(to_lambda_image(item)) == totals  # a stream image: base64 text
+        legacy = {key: value for key, value in item.items() if key != "board"}
+        legacy["racers"] = {
+            "M": {
+                str(racer_id): {
+                    "L": [
+                        {"S": total.name},
+                        {"N": items.units_to_number(total.score_units)},
+                        {"N": str(total.last_second)},
+                        {"N": items.units_to_number(round(total.last_output * 10_000))},
+                        {"N": str(total.finished_at_ms)} if total.finished_at_ms is not None else {"NULL": True},
+                        {"B": items.encode_seconds(total.seconds)},
+                        {"N": str(total.name_second)},
+                    ]
+                }
+                for racer_id, total in totals.items()
+            }
+        }
+        assert items.live_totals(legacy) == totals
+        assert items.live_standings_from_item(legacy) == items.live_standings_from_item(item)
+        rows = items.live_standings_from_item(item).rows
+        assert [(row.racer_id, row.score, row.finished) for row in rows] == [
+            (5, 123.4567, False),
+            (2**53 - 1, 123.4567, True),
+            (0, 0.0, True),
+        ]
+        with pytest.raises(ValueError):
+            items.live_totals({**item, "board": {"B": item["board"]["B"][:-1]}})
 
     def test_hour_long_race_with_gaps_stays_under_the_item_limit(self) -> None:
         seconds = 0
