@@ -429,17 +429,19 @@ def _query_candidates(table: Any, index: Any, hash_key: Any, hash_key_conditions
     ((name, expected),) = hash_key_conditions
     range_name = next(key["AttributeName"] for key in index.schema if key["KeyType"] == "RANGE")
     found = []
+    # Snapshots (one C call each, under the GIL): a PutItem served by another thread cannot break the pass.
+    partitions = [list(partition.values()) for partition in list(table.items.values())]
     if expected.type == "S":  # the common case, compared inline
         wanted = expected.value
-        for partition in table.items.values():
-            for item in partition.values():
+        for partition in partitions:
+            for item in partition:
                 attrs = item.attrs
                 value = attrs.get(name)
                 if value is not None and value.value == wanted and value.type == "S" and range_name in attrs:
                     found.append(item)
         return found
-    for partition in table.items.values():
-        for item in partition.values():
+    for partition in partitions:
+        for item in partition:
             attrs = item.attrs
             value = attrs.get(name)
             if value is not None and _same_value(value, expected) and attrs.get(range_name) is not None:
