@@ -583,7 +583,7 @@ def _patch_dynamodb_simple_update() -> None:
         pairs = None
         if update_expression and not attribute_updates and not expected and not condition_expression:
             hash_attr, range_attr = table.hash_key_attr, table.range_key_attr
-            if hash_attr in key and (range_attr is None or range_attr in key) and len(key) == len(table.attribute_keys):
+            if set(key) == set(table.table_key_attrs):  # exactly the table's key (indexes' keys are attributes)
                 pairs = assignments(
                     table, update_expression, expression_attribute_names or {}, expression_attribute_values or {}
                 )
@@ -634,10 +634,12 @@ def _patch_kinesis_get_records_response() -> None:
     ``MillisBehindLatest``; ``NextShardIterator`` left out at the end of a closed shard). Errors
     (expired or bad iterator) are raised by moto's backend as before.
     """
+    from moto.core.serialize import TimestampSerializer
     from moto.kinesis.responses import KinesisResponse
 
     if getattr(KinesisResponse, "_alleycat_patched", False):
         return
+    epoch = TimestampSerializer._timestamp_unixtimestamp  # moto's own: epoch seconds, milliseconds kept
 
     def data_text(data: Any) -> str:
         return data if isinstance(data, str) else base64.b64encode(base64.b64decode(data)).decode()
@@ -652,7 +654,7 @@ def _patch_kinesis_get_records_response() -> None:
                     "Data": data_text(record.data),
                     "PartitionKey": record.partition_key,
                     "SequenceNumber": str(record.sequence_number),
-                    "ApproximateArrivalTimestamp": record.created_at,
+                    "ApproximateArrivalTimestamp": epoch(record.created_at_datetime),
                 }
                 for record in records
             ],
@@ -664,6 +666,49 @@ def _patch_kinesis_get_records_response() -> None:
 
     KinesisResponse.get_records = get_records
     KinesisResponse._alleycat_patched = True
+
+
+def _patch_dynamodb_streams_get_records_response() -> None:
+    """DynamoDB Streams GetRecords answered with one ``json.dumps`` instead of moto's generic serializer.
+
+    The records are moto's own dicts (``StreamRecord.to_json``: images already in DynamoDB JSON); each
+    image value goes out through ``_wire_attribute`` and ``ApproximateCreationDateTime`` in epoch
+    seconds as moto writes it. In a 1,000-racer race history rewrites a per-second item of every
+    racer every Firehose object, each with both images of up to an hour of seconds, and finals and
+    publisher each read all of them: the generic serializer walked every attribute of every image.
+    """
+    from moto.core.serialize import TimestampSerializer
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    if getattr(DynamoDBStreamsHandler, "_alleycat_patched", False):
+        return
+    epoch = TimestampSerializer._timestamp_unixtimestamp
+
+    def image(attributes: dict[str, Any]) -> dict[str, Any]:
+        return {name: _wire_attribute(value) for name, value in attributes.items()}
+
+    def record_json(record: dict[str, Any]) -> dict[str, Any]:
+        source = record["dynamodb"]
+        dynamodb = dict(source)
+        when = source.get("ApproximateCreationDateTime")
+        if when is not None and not isinstance(when, int | float):
+            dynamodb["ApproximateCreationDateTime"] = epoch(when)
+        for name in ("Keys", "NewImage", "OldImage"):
+            if name in source:
+                dynamodb[name] = image(source[name])
+        return {**record, "dynamodb": dynamodb}
+
+    def get_records(self: Any) -> tuple[str, dict[str, Any]]:
+        limit = self._get_param("Limit")
+        result = self.backend.get_records(self._get_param("ShardIterator"), 1000 if limit is None else limit)
+        answer = {
+            "NextShardIterator": result["NextShardIterator"],
+            "Records": [record_json(record) for record in result["Records"]],
+        }
+        return json.dumps(answer), {"status": 200, "Content-Type": "application/x-amz-json-1.0"}
+
+    DynamoDBStreamsHandler.get_records = get_records
+    DynamoDBStreamsHandler._alleycat_patched = True
 
 
 def _patch_dispatcher() -> None:
@@ -699,6 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _patch_dispatcher()
     _patch_dynamodb_simple_update()
     _patch_kinesis_get_records_response()
+    _patch_dynamodb_streams_get_records_response()
     import logging
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app

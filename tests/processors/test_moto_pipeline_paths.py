@@ -1,7 +1,8 @@
 """The embedded endpoint's shortcuts on the pipeline's hot paths give moto's own answers.
 
-Kinesis GetRecords, UpdateItem ``SET #a = :a, ...`` (and the requests that must still fail) and the
-table stream records they produce, against moto's server and ``processors.local.moto`` side by side.
+Kinesis GetRecords, DynamoDB Streams GetRecords, UpdateItem ``SET #a = :a, ...`` (and the requests
+that must still fail) and the table stream records they produce, against moto's server and
+``processors.local.moto`` side by side.
 """
 
 from __future__ import annotations
@@ -71,9 +72,16 @@ def update_answers(dynamodb: Any, streams: Any) -> tuple:
     dynamodb.create_table(
         TableName="t",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gpk", "gsk")],
+        GlobalSecondaryIndexes=[  # as the real table: index keys are attributes, not part of the item's key
+            {
+                "IndexName": "gsi",
+                "KeySchema": [
+                    {"AttributeName": "gpk", "KeyType": "HASH"},
+                    {"AttributeName": "gsk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
         ],
         BillingMode="PAY_PER_REQUEST",
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
@@ -117,7 +125,15 @@ def update_answers(dynamodb: Any, streams: Any) -> tuple:
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
     records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
-    images = [(r["eventName"], r["dynamodb"].get("OldImage"), r["dynamodb"].get("NewImage")) for r in records]
+    images = [
+        (
+            {key: value for key, value in r.items() if key not in ("eventID", "dynamodb")},
+            # moto's SizeBytes is the length of the record with its creation time: it varies by a digit
+            {k: v for k, v in r["dynamodb"].items() if k not in ("ApproximateCreationDateTime", "SizeBytes")},
+            type(r["dynamodb"]["ApproximateCreationDateTime"]).__name__,
+        )
+        for r in records
+    ]
     return item, errors, images
 
 
