@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -38,18 +39,13 @@ def wait_for_http(url: str, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """URL of a moto server started for this test session on 127.0.0.1."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+@contextlib.contextmanager
+def http_server_process(argv: list[str], ready_path: str, port: int, cwd: Path | None = None) -> Iterator[str]:
+    """Run a server process on 127.0.0.1:``port`` until the block ends; yields its base URL."""
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}/moto-api/")
+        wait_for_http(f"{url}{ready_path}")
         yield url
     finally:
         proc.terminate()
@@ -57,6 +53,15 @@ def moto_endpoint() -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """URL of a moto server started for this test session on 127.0.0.1."""
+    port = free_port()
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with http_server_process(argv, "/moto-api/", port) as url:
+        yield url
 
 
 AWS_TEST_ENV = {

@@ -20,30 +20,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import free_port, http_server_process
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
+    """The embedded endpoint of ``make run`` (moto with our patches), not plain moto."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "processors.local.moto", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/moto-api/")
+    argv = [sys.executable, "-m", "processors.local.moto", str(port)]
+    with http_server_process(argv, "/moto-api/", port, cwd=REPO) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 class RunnerProcess:
