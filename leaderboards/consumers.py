@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
+from processors.publishing import row_payload
 from processors.table import StoreUnavailable
 from races.events import class_group_name, race_group_name, race_payload
 from races.models import Race, RaceClass
@@ -53,15 +54,7 @@ def parse_racer(query_string: bytes) -> tuple[bool, int | None]:
 
 
 def _row(row: RankedLiveRow) -> dict[str, Any]:
-    return {
-        "rank": row.rank,
-        "racerId": row.racer_id,
-        "name": row.name,
-        "score": row.score,
-        "second": row.second,
-        "output": row.output,
-        "finished": row.finished,
-    }
+    return row_payload(row.rank, row)
 
 
 def snapshot_message(snapshot: LiveSnapshot, race: dict[str, Any] | None) -> dict[str, Any]:

@@ -23,6 +23,19 @@ DEFAULT_TOP_ROWS = 100
 MAX_TAIL_ROWS = 10_000
 
 
+def row_payload(rank: int, row: Any) -> dict[str, Any]:
+    """One standings row as pushed to browsers (docs/contracts.md); ``row`` has the LiveRow fields."""
+    return {
+        "rank": rank,
+        "racerId": row.racer_id,
+        "name": row.name,
+        "score": row.score,
+        "second": row.second,
+        "output": row.output,
+        "finished": row.finished,
+    }
+
+
 def race_group(race_id: int) -> str:
     return f"race.{int(race_id)}"
 
@@ -42,18 +55,7 @@ def standings_message(standings: LiveStandings, top_rows: int = DEFAULT_TOP_ROWS
         "total": len(rows),
         "version": standings.version,
         "updatedAt": standings.updated_at_ms,
-        "rows": [
-            {
-                "rank": rank,
-                "racerId": row.racer_id,
-                "name": row.name,
-                "score": row.score,
-                "second": row.second,
-                "output": row.output,
-                "finished": row.finished,
-            }
-            for rank, row in enumerate(rows[:top_rows], start=1)
-        ],
+        "rows": [row_payload(rank, row) for rank, row in enumerate(rows[:top_rows], start=1)],
         "tail": [
             [rank, row.racer_id, row.name, row.score, row.second, row.output, row.finished]
             for rank, row in enumerate(rows[top_rows : top_rows + MAX_TAIL_ROWS], start=top_rows + 1)

@@ -261,7 +261,20 @@ class Window:
     count: int = 0
 
 
-class StreamMappingSource(SourceThread):
+class ShardReaderMixin:
+    """Shared by the sources that read a stream shard by shard (Kinesis/table-stream mappings, Firehose)."""
+
+    stream: Any
+    shards: Any
+    checkpoints: CheckpointStore
+    processed: Any
+
+    def _save(self) -> None:
+        """Persist where every shard has been read up to (after a successful batch)."""
+        self.checkpoints.save(self.stream.identity, self.shards.checkpoint_state(self.processed))
+
+
+class StreamMappingSource(ShardReaderMixin, SourceThread):
     """One Kinesis or DynamoDB-stream event source mapping of the template."""
 
     def __init__(
@@ -601,14 +614,11 @@ class StreamMappingSource(SourceThread):
             condition,
         )
 
-    def _save(self) -> None:
-        self.checkpoints.save(self.stream.identity, self.shards.checkpoint_state(self.processed))
-
 
 # --------------------------------------------------------------------------- Firehose
 
 
-class FirehoseSource(SourceThread):
+class FirehoseSource(ShardReaderMixin, SourceThread):
     """Firehose with a Kinesis source: buffer, transform, GZIP, deliver to S3."""
 
     def __init__(
@@ -795,9 +805,6 @@ class FirehoseSource(SourceThread):
         self.stats.extra["objects"] += 1
         logger.debug("%s: delivered s3://%s/%s (%d bytes)", self.name, self.config.bucket, key, len(data))
         return key
-
-    def _save(self) -> None:
-        self.checkpoints.save(self.stream.identity, self.shards.checkpoint_state(self.processed))
 
 
 # --------------------------------------------------------------------------- S3 notifications

@@ -5,13 +5,13 @@ kept in var/rider-credentials.txt (git-ignored, mode 600). Run after ``seed_demo
 """
 
 import os
-import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from alleycat_site.credentials import credentials_file_write, password_generate
 from races.models import Racer
 
 USERNAME = "rider"
@@ -43,14 +43,12 @@ class Command(BaseCommand):
         password = os.environ.get("ALLEYCAT_RIDER_PASSWORD")
         generated = not password
         if generated:
-            password = secrets.token_urlsafe(12)
+            password = password_generate()
         user = user_model.objects.create_user(username=USERNAME, password=password)
         racer.user = user
         racer.save(update_fields=["user"])
         if generated:
-            credentials_file.parent.mkdir(parents=True, exist_ok=True)
-            credentials_file.write_text(f"username: {USERNAME}\npassword: {password}\n")
-            credentials_file.chmod(0o600)
+            credentials_file_write(path=credentials_file, username=USERNAME, password=password)
             self.stdout.write(
                 self.style.WARNING(
                     f"Created rider account '{USERNAME}' (racer {RACER_ID}, {racer.name}) with password "

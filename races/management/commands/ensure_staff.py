@@ -5,11 +5,12 @@ one is generated, printed once, and kept in var/admin-credentials.txt (git-ignor
 """
 
 import os
-import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+
+from alleycat_site.credentials import credentials_file_write, password_generate
 
 
 class Command(BaseCommand):
@@ -26,12 +27,10 @@ class Command(BaseCommand):
             return
         generated = password is None
         if generated:
-            password = secrets.token_urlsafe(12)
+            password = password_generate()
         user_model.objects.create_superuser(username=username, email="", password=password)
         if generated:
-            credentials_file.parent.mkdir(parents=True, exist_ok=True)
-            credentials_file.write_text(f"username: {username}\npassword: {password}\n")
-            credentials_file.chmod(0o600)
+            credentials_file_write(path=credentials_file, username=username, password=password)
             self.stdout.write(
                 self.style.WARNING(
                     f"Created staff account '{username}' with password '{password}' "
