@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from processors.domain import MAX_ID
+
 from .env import env_bool, env_list, env_required, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -56,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "alleycat_site.middleware.StoreErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "alleycat_site.urls"
@@ -181,6 +184,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Race classes, the current race of each class, results, live standings and all-time bests.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # <id:...> path parameters (alleycat_site.converters): 0 ... MAX_ID.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": MAX_ID}},
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

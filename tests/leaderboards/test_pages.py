@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
+from leaderboards import integrations
 from processors.config import get_config
 from processors.domain import fold_readings, make_reading, new_state
 from processors.table import FinalResult, PersonalBest, create_table, get_results_table
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _clear_table_caches() -> None:
+    integrations.clients_clear()
     get_config.cache_clear()
     get_dynamodb_client.cache_clear()
     get_results_table.cache_clear()
