@@ -159,6 +159,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# Proxies in front of the site that append to X-Forwarded-For (alleycat_site.client_ip): 0 = none, the peer
+# address is the client and X-Forwarded-For is ignored; 1 behind one load balancer.
+ALLEYCAT_NUM_PROXIES = int(env_str("ALLEYCAT_NUM_PROXIES", "0"))
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -177,6 +181,7 @@ REST_FRAMEWORK = {
         "user": env_str("ALLEYCAT_USER_THROTTLE", "1200/minute"),
     },
     "EXCEPTION_HANDLER": "alleycat_site.exceptions.api_exception_handler",
+    "NUM_PROXIES": ALLEYCAT_NUM_PROXIES,  # the throttles' client address: the same rule as client_ip()
 }
 
 SPECTACULAR_SETTINGS = {
@@ -188,7 +193,16 @@ SPECTACULAR_SETTINGS = {
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": MAX_ID}},
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Shared by every web process: throttle counters (a per-process count would multiply the limit by the number
+# of processes) and settled results pages. Redis, degrading to misses while it is down (alleycat_site.cache).
+CACHES = {
+    "default": {
+        "BACKEND": "alleycat_site.cache.ResilientRedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "alleycat",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
 
 # Security: safe by default in production mode.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
