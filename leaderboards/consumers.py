@@ -3,11 +3,19 @@ race (``/ws/classes/<id>/``). Browser message formats: README.md, "Live messages
 
 Thin by design: the publisher (``processors/handlers/publisher.py``) and rotation
 (``races/events.py``) send to the groups ``race.<id>`` / ``class.<id>`` (docs/contracts.md);
-these consumers only bound and forward. Blocking reads (ORM, DynamoDB) run in worker threads.
+these consumers only bound and forward. Blocking reads (ORM, DynamoDB) run in worker threads
+(``database_sync_to_async`` for the ORM), never on the event loop.
+
+Scale (issue 8): the channel layer is channels_redis's pub/sub layer, so a standings change reaches
+this process once, whatever the number of its consumers. The group message has only the top rows; a
+viewer following a racer beyond them gets that row from the race version's board, fetched once per
+process (``leaderboards/boards.py``). Each consumer sends through a ``SendGate``: a client whose
+socket cannot take what it is sent is closed (4008) and dropped, without others waiting for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -16,15 +24,18 @@ from urllib.parse import parse_qs
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.utils import timezone
 
 from processors.publishing import row_payload
-from processors.table import StoreUnavailable
+from processors.table import LiveStandings, StoreUnavailable
 from races.events import class_group_name, race_group_name, race_payload
 from races.models import Race, RaceClass
 from races.selectors import race_current_for_class
 
-from .selectors import LiveSnapshot, RankedLiveRow, live_snapshot_get, race_get
+from . import boards
+from .connections import CLOSE_TOO_SLOW, TRANSPORT_KEY, SendGate
+from .selectors import LiveSnapshot, RankedLiveRow, live_snapshot_from_standings, race_get, results_table
 
 logger = logging.getLogger(__name__)
 
@@ -61,43 +72,43 @@ def snapshot_message(snapshot: LiveSnapshot, race: dict[str, Any] | None) -> dic
     return {
         "type": "snapshot",
         "race": race,
-        "raceId": snapshot.race_id,
-        "classId": snapshot.class_id,
+        "race_id": snapshot.race_id,
+        "class_id": snapshot.class_id,
         "total": snapshot.total,
         "version": snapshot.version,
-        "updatedAt": snapshot.updated_at_ms,
+        "updated_at": snapshot.updated_at_ms,
         "rows": [_row(row) for row in snapshot.rows],
         "racer": _row(snapshot.racer_row) if snapshot.racer_row else None,
     }
 
 
-_TAIL_FIELDS = ("rank", "racerId", "name", "score", "second", "output", "finished")
-
-
-def own_row(event: dict[str, Any], racer_id: int | None) -> dict[str, Any] | None:
-    """The subscriber's row from a ``standings.update``: in ``rows``, else from the compact ``tail``."""
+async def own_row(event: dict[str, Any], racer_id: int | None) -> dict[str, Any] | None:
+    """The subscriber's row for a ``standings.update``: in ``rows``, else from this version's board."""
     if racer_id is None:
         return None
-    for row in event.get("rows") or ():
-        if row.get("racerId") == racer_id:
+    rows = event.get("rows") or ()
+    for row in rows:
+        if row.get("racer_id") == racer_id:
             return dict(row)
-    for entry in event.get("tail") or ():
-        if len(entry) == len(_TAIL_FIELDS) and entry[1] == racer_id:
-            return dict(zip(_TAIL_FIELDS, entry, strict=True))
-    return None
+    race_id, version, total = event.get("race_id"), event.get("version"), event.get("total")
+    if not isinstance(race_id, int) or not isinstance(version, int) or not isinstance(total, int):
+        return None
+    if total <= len(rows):
+        return None  # the whole race is in the rows: this racer is not in it
+    return await boards.get_relay().row(race_id, version, racer_id)
 
 
-def standings_message(event: dict[str, Any], *, top: int, racer_id: int | None) -> dict[str, Any]:
-    """The bounded browser message for a publisher's ``standings.update``: never the ``tail``."""
+async def standings_message(event: dict[str, Any], *, top: int, racer_id: int | None) -> dict[str, Any]:
+    """The bounded browser message for a publisher's ``standings.update``."""
     return {
         "type": "standings",
-        "raceId": event.get("raceId"),
-        "classId": event.get("classId"),
+        "race_id": event.get("race_id"),
+        "class_id": event.get("class_id"),
         "total": event.get("total"),
         "version": event.get("version"),
-        "updatedAt": event.get("updatedAt"),
+        "updated_at": event.get("updated_at"),
         "rows": list((event.get("rows") or ())[:top]),
-        "racer": own_row(event, racer_id),
+        "racer": await own_row(event, racer_id),
     }
 
 
@@ -107,12 +118,30 @@ def _race_message(race: Race) -> dict[str, Any]:
     return payload
 
 
+_reads_in_flight: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future] = {}
+
+
+async def _live_standings(race_id: int) -> LiveStandings | None:
+    """One DynamoDB read of the race's live item shared by every connect that asks while it is in flight: a
+    connect storm of 1,000 viewers costs a handful of reads, not 1,000 (and no thread is held per viewer)."""
+    key = (asyncio.get_running_loop(), race_id)
+    future = _reads_in_flight.get(key)
+    if future is None:
+        read = sync_to_async(results_table().live_standings, thread_sensitive=False)
+        future = _reads_in_flight[key] = asyncio.ensure_future(read(race_id))
+        future.add_done_callback(lambda _: _reads_in_flight.pop(key, None))
+    return await asyncio.shield(future)
+
+
 async def _race_and_snapshot(race_id: int, top: int, racer_id: int | None) -> tuple[dict[str, Any], LiveSnapshot]:
     """The race (ORM, on the database thread) and its bounded live snapshot (DynamoDB, off it)."""
     race = await database_sync_to_async(race_get)(race_id=race_id)
     if race is None:
         raise Race.DoesNotExist(race_id)
-    snapshot = await sync_to_async(live_snapshot_get, thread_sensitive=False)(race=race, top=top, racer_id=racer_id)
+    standings = await _live_standings(race_id)
+    snapshot = live_snapshot_from_standings(
+        standings, race_id=race.pk, class_id=race.race_class_id, top=top, racer_id=racer_id
+    )
     return _race_message(race), snapshot
 
 
@@ -125,7 +154,26 @@ class _StandingsConsumer(AsyncJsonWebsocketConsumer):
     async def websocket_connect(self, message):
         self.joined: list[str] = []
         self.top = top_rows()
+        self.gate: SendGate | None = None
         await super().websocket_connect(message)
+
+    async def accept(self, subprotocol=None, headers=None):
+        await super().accept(subprotocol, headers)
+        self.gate = SendGate(self.scope.get(TRANSPORT_KEY), self.base_send, settings.ALLEYCAT_WS_MAX_PENDING)
+
+    async def send_json(self, content, close=False):
+        """Every message after accept goes through the gate (bounded, in order)."""
+        if self.gate is None:
+            return await super().send_json(content, close)
+        if not await self.gate.put({"type": "websocket.send", "text": await self.encode_json(content)}):
+            await self._too_slow()
+
+    async def _too_slow(self) -> None:
+        if self.gate is None or self.gate.closed:
+            return
+        logger.info("Closing a WebSocket client that does not keep up (%s)", self.scope.get("client"))
+        await self.close(code=CLOSE_TOO_SLOW)
+        self.gate.drop()
 
     async def _refuse(self, code: int) -> None:
         # Accept first so that the browser sees the close code (a refused handshake carries none).
@@ -137,11 +185,13 @@ class _StandingsConsumer(AsyncJsonWebsocketConsumer):
         self.joined.append(group)
 
     async def disconnect(self, code):
+        if self.gate is not None:
+            self.gate.stopProducing()
         for group in getattr(self, "joined", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive_json(self, content, **kwargs):
-        """Clients only listen; anything they send is ignored."""
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Clients only listen; anything they send (text, binary, not JSON) is ignored, never decoded."""
 
     async def send_snapshot(self, race_id: int) -> None:
         try:
@@ -160,7 +210,7 @@ class _StandingsConsumer(AsyncJsonWebsocketConsumer):
         if version <= self.version:
             return  # older than what this client has (a snapshot or a later update)
         self.version = version
-        await self.send_json(standings_message(event, top=self.top, racer_id=self.racer_id))
+        await self.send_json(await standings_message(event, top=self.top, racer_id=self.racer_id))
 
     async def race_finished(self, event):
         await self.send_json({"type": "race.finished", "race": event.get("race")})
@@ -182,7 +232,7 @@ class RaceStandingsConsumer(_StandingsConsumer):
         await self.send_snapshot(race_id)
 
     async def standings_update(self, event):
-        if event.get("raceId") == self.race_id:
+        if event.get("race_id") == self.race_id:
             await self.forward_standings(event)
 
     async def race_started(self, event):
@@ -214,11 +264,11 @@ class ClassStandingsConsumer(_StandingsConsumer):
                 {
                     "type": "snapshot",
                     "race": None,
-                    "raceId": None,
-                    "classId": self.class_id,
+                    "race_id": None,
+                    "class_id": self.class_id,
                     "total": 0,
                     "version": 0,
-                    "updatedAt": None,
+                    "updated_at": None,
                     "rows": [],
                     "racer": None,
                 }
@@ -227,7 +277,7 @@ class ClassStandingsConsumer(_StandingsConsumer):
         await self.send_snapshot(current.pk)
 
     async def standings_update(self, event):
-        race_id = event.get("raceId")
+        race_id = event.get("race_id")
         if race_id != self.race_id:
             if race_id in self.not_current or not await self._is_current(race_id):
                 return
