@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -118,27 +120,60 @@ def _race_message(race: Race) -> dict[str, Any]:
     return payload
 
 
-_reads_in_flight: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future] = {}
+class Coalesced:
+    """An async lookup that concurrent callers share (one call in flight per key) and that is kept ``ttl``
+    seconds. A connect storm of 1,000 viewers of one race then costs one read of each kind, not 1,000, and
+    holds neither Django's one database thread nor the DynamoDB threads per viewer. One cache per event
+    loop (futures belong to their loop)."""
+
+    def __init__(self, fetch: Callable[[Any], Awaitable[Any]], ttl: float) -> None:
+        self.fetch = fetch
+        self.ttl = ttl
+        self.entries: dict[asyncio.AbstractEventLoop, dict[Any, tuple[float, asyncio.Future]]] = {}
+
+    async def get(self, key: Any) -> Any:
+        entries = self.entries.setdefault(asyncio.get_running_loop(), {})
+        now = time.monotonic()
+        entry = entries.get(key)
+        if entry is None or (entry[1].done() and now >= entry[0]):
+            if len(entries) > 1000:
+                entries.clear()
+            entry = entries[key] = (now + self.ttl, asyncio.ensure_future(self.fetch(key)))
+        future = entry[1]
+        try:
+            return await asyncio.shield(future)
+        except Exception:
+            if entries.get(key) is entry:
+                del entries[key]  # a failure is not kept: the next caller tries again
+            raise
 
 
-async def _live_standings(race_id: int) -> LiveStandings | None:
-    """One DynamoDB read of the race's live item shared by every connect that asks while it is in flight: a
-    connect storm of 1,000 viewers costs a handful of reads, not 1,000 (and no thread is held per viewer)."""
-    key = (asyncio.get_running_loop(), race_id)
-    future = _reads_in_flight.get(key)
-    if future is None:
-        read = sync_to_async(results_table().live_standings, thread_sensitive=False)
-        future = _reads_in_flight[key] = asyncio.ensure_future(read(race_id))
-        future.add_done_callback(lambda _: _reads_in_flight.pop(key, None))
-    return await asyncio.shield(future)
+def _class_exists(class_id: int) -> bool:
+    return RaceClass.objects.filter(pk=class_id).exists()
+
+
+# Races change rarely (status is judged by the clock), the class's current race at a boundary: short lives.
+_race = Coalesced(database_sync_to_async(lambda race_id: race_get(race_id=race_id)), ttl=2.0)
+_class = Coalesced(database_sync_to_async(_class_exists), ttl=10.0)
+_current = Coalesced(database_sync_to_async(lambda class_id: race_current_for_class(class_id=class_id)), ttl=1.0)
+_current_now = Coalesced(database_sync_to_async(lambda class_id: race_current_for_class(class_id=class_id)), ttl=0)
+_live = Coalesced(lambda race_id: sync_to_async(results_table().live_standings, thread_sensitive=False)(race_id), 0)
+
+
+async def current_race(class_id: int, *, fresh: bool = False) -> Race | None:
+    """The class's race running now; ``fresh`` reads it now (shared only with callers at the same moment)."""
+    race = await (_current_now if fresh else _current).get(class_id)
+    if race is not None and not race.starts_at <= timezone.now() < race.ends_at:
+        race = await _current_now.get(class_id)  # the cached one has ended
+    return race
 
 
 async def _race_and_snapshot(race_id: int, top: int, racer_id: int | None) -> tuple[dict[str, Any], LiveSnapshot]:
     """The race (ORM, on the database thread) and its bounded live snapshot (DynamoDB, off it)."""
-    race = await database_sync_to_async(race_get)(race_id=race_id)
+    race = await _race.get(race_id)
     if race is None:
         raise Race.DoesNotExist(race_id)
-    standings = await _live_standings(race_id)
+    standings: LiveStandings | None = await _live.get(race_id)
     snapshot = live_snapshot_from_standings(
         standings, race_id=race.pk, class_id=race.race_class_id, top=top, racer_id=racer_id
     )
@@ -224,11 +259,13 @@ class RaceStandingsConsumer(_StandingsConsumer):
         valid, self.racer_id = parse_racer(self.scope.get("query_string", b""))
         if not valid or race_id > MAX_ID:
             return await self._refuse(CLOSE_BAD_REQUEST)
-        if not await database_sync_to_async(Race.objects.filter(pk=race_id).exists)():
-            return await self._refuse(CLOSE_NOT_FOUND)
-        self.race_id = race_id
+        # Join and accept first: the handshake never waits for a database (a storm of connects would
+        # otherwise outlast daphne's handshake timeout), and no update is missed before the snapshot.
         await self._join(race_group_name(race_id))
         await self.accept()
+        if await _race.get(race_id) is None:
+            return await self.close(code=CLOSE_NOT_FOUND)
+        self.race_id = race_id
         await self.send_snapshot(race_id)
 
     async def standings_update(self, event):
@@ -254,11 +291,11 @@ class ClassStandingsConsumer(_StandingsConsumer):
         self.not_current: set[int] = set()
         if not valid or self.class_id > MAX_ID:
             return await self._refuse(CLOSE_BAD_REQUEST)
-        if not await database_sync_to_async(RaceClass.objects.filter(pk=self.class_id).exists)():
-            return await self._refuse(CLOSE_NOT_FOUND)
         await self._join(class_group_name(self.class_id))
         await self.accept()
-        current = await database_sync_to_async(race_current_for_class)(class_id=self.class_id)
+        if not await _class.get(self.class_id):
+            return await self.close(code=CLOSE_NOT_FOUND)
+        current = await current_race(self.class_id)
         if current is None:
             await self.send_json(
                 {
@@ -286,7 +323,7 @@ class ClassStandingsConsumer(_StandingsConsumer):
         await self.forward_standings(event)
 
     async def _is_current(self, race_id: Any) -> bool:
-        current = await database_sync_to_async(race_current_for_class)(class_id=self.class_id)
+        current = await current_race(self.class_id, fresh=True)
         if current is not None and current.pk == race_id:
             return True
         if len(self.not_current) > 100:
