@@ -95,8 +95,13 @@ class SendGate:
         self.closed = False
         if transport is not None:
             try:
+                # daphne upgrades an HTTP connection: twisted.web's HTTPChannel is still registered as the
+                # transport's producer, though after the upgrade it has nothing left to produce.
+                if getattr(transport, "producer", None) is not None:
+                    transport.unregisterProducer()
                 transport.registerProducer(self, True)
-            except RuntimeError:  # another producer already; then Twisted's own buffering applies
+            except (RuntimeError, AttributeError) as exc:  # then the gate just sends (Twisted buffers)
+                logger.warning("No send buffer bound for this WebSocket: %s", exc)
                 self.transport = None
 
     # IPushProducer, called by Twisted on the event loop's thread (daphne runs Twisted on asyncio).
