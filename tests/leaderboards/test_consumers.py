@@ -216,3 +216,17 @@ class TestClassStandingsConsumer:
     async def test_unknown_class(self):
         communicator = await _connect("/ws/classes/4242/")
         assert await communicator.receive_output() == {"type": "websocket.close", "code": 4404}
+
+
+class TestConnectionLimit:
+    async def test_sockets_beyond_the_limit_per_address_are_closed_with_4429(self, table, running_race, settings):
+        settings.ALLEYCAT_WS_MAX_PER_ADDRESS = 2
+        path = f"/ws/races/{running_race.pk}/"
+        first, second = await _connect(path), await _connect(path)
+        third = await _connect(path)  # accepted, so that the browser sees the code, then closed
+        assert await third.receive_output() == {"type": "websocket.close", "code": 4429}
+        await first.disconnect()
+        fourth = await _connect(path)  # a slot is free again
+        assert (await fourth.receive_json_from())["type"] == "snapshot"
+        for communicator in (second, fourth):
+            await communicator.disconnect()
