@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from .env import env_bool, env_list, env_required, env_str
+from .env import env_bool, env_int, env_list, env_required, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ALLEYCAT_VAR_DIR", str(BASE_DIR / "var")))
@@ -133,19 +133,40 @@ def _celery_broker_url(redis_url: str) -> str:
     return redis_url
 
 
-# channels-redis blocks on BZPOPMIN for up to 5 s; redis-py 8 times socket reads out after 5 s
-# by default, which would kill an idle consumer. The read timeout must outlast the block.
-CHANNEL_LAYER_SOCKET_TIMEOUT = 15
+# channels-redis's pub/sub layer: a group_send is one PUBLISH, and each web process keeps one
+# subscriber connection per Redis for all of its consumers and fans each message out in memory. A
+# standings change thus costs Redis the same for 1 or 10,000 viewers, and a connect storm needs no
+# connection per consumer (the list-based RedisChannelLayer ran out of pool connections at 200
+# connects: issue 8). The Lambda publisher writes the same wire format without Django
+# (processors/channel_wire.py). Live messages are not stored: a process that is not subscribed at
+# the moment of a publish misses it, which is right for standings (the next one carries everything).
+CHANNEL_LAYER_SOCKET_TIMEOUT = 5
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
-            "capacity": 1500,
-            "expiry": 30,
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+                    "socket_connect_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+                }
+            ],
         },
     }
 }
+
+# Per-socket bounds of the live WebSocket consumers (leaderboards/consumers.py).
+# Connections a single client address may hold open at once, over all WebSocket routes and per web
+# process. The default lets a load test from one address open 1,000 sockets; behind a proxy that
+# hides client addresses (daphne without --proxy-headers) set it high or 0 (no limit).
+ALLEYCAT_WS_MAX_PER_ADDRESS = env_int("ALLEYCAT_WS_MAX_PER_ADDRESS", 2000)
+# Standings messages a client may have waiting unsent (its socket buffer full) before it is closed
+# (4008) as too slow; the others never wait for it.
+ALLEYCAT_WS_MAX_PENDING = env_int("ALLEYCAT_WS_MAX_PENDING", 8)
+# Ride readings: per racer, over all of their sockets and web processes (a Redis token bucket).
+ALLEYCAT_RIDE_RATE_PER_SECOND = float(env_str("ALLEYCAT_RIDE_RATE_PER_SECOND", "1.5"))
+ALLEYCAT_RIDE_BURST = env_int("ALLEYCAT_RIDE_BURST", 3)
 
 CELERY_BROKER_URL = _celery_broker_url(REDIS_URL)
 CELERY_RESULT_BACKEND = None
