@@ -9,6 +9,7 @@ from functools import lru_cache
 
 DEFAULT_TABLE = "alleycat"
 DEFAULT_DEAD_LETTER_QUEUE_NAME = "alleycat-dead-letter"
+DEFAULT_MAX_RACERS_PER_RACE = 1000
 # Local-only fallback so that a fresh clone works; production sets ALLEYCAT_CURSOR_SECRET.
 _LOCAL_CURSOR_SECRET = hashlib.sha256(b"alleycat local cursor secret: not for production").digest()
 
@@ -21,6 +22,13 @@ class Config:
     # Above this many pending (race, racer, second) entries the aggregator writes out early,
     # which keeps the tumbling-window state far below Lambda's 1 MB limit.
     max_pending_seconds: int
+    # A race takes at most this many racers (race_full beyond). 1,000 is the largest race the live
+    # item's layout is proven to hold at every race length (processors/table/items.py docstring:
+    # 1,000 racers with 64-character names and up to ~290 bytes of counted seconds each fit).
+    max_racers_per_race: int
+    # A shard whose aggregator has written nothing for this long counts as caught up when deciding
+    # whether a race can settle (an idle shard has nothing pending; see docs/contracts.md).
+    shard_idle_seconds: int
 
 
 @lru_cache(maxsize=1)
@@ -31,4 +39,6 @@ def get_config() -> Config:
         dead_letter_queue_url=os.environ.get("ALLEYCAT_DEAD_LETTER_QUEUE_URL") or None,
         cursor_secret=secret.encode() if secret else _LOCAL_CURSOR_SECRET,
         max_pending_seconds=int(os.environ.get("ALLEYCAT_MAX_PENDING_SECONDS") or 20_000),
+        max_racers_per_race=int(os.environ.get("ALLEYCAT_MAX_RACERS_PER_RACE") or DEFAULT_MAX_RACERS_PER_RACE),
+        shard_idle_seconds=int(os.environ.get("ALLEYCAT_SHARD_IDLE_SECONDS") or 60),
     )
