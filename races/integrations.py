@@ -49,16 +49,17 @@ def race_identities_publish(*, races: Iterable[Race]) -> int:
     """Publish the identities of ``races``. Returns how many were written (settled races are left alone)."""
     if not settings.ALLEYCAT_PUBLISH_RACES:
         return 0
-    table = get_results_table()
     published = 0
     for race in races:
         try:
-            if table.put_race_identity(race_identity_of(race)):
+            if get_results_table().put_race_identity(race_identity_of(race)):
                 published += 1
             else:
                 logger.info("race %s has settled: its identity is not changed any more", race.pk)
         except Exception as error:  # noqa: BLE001 - DynamoDB down or not set up: rotation publishes again
-            logger.warning("could not publish race %s: %s", race.pk, error)
+            # The others would fail the same way (and each after its retries): stop here.
+            logger.warning("could not publish race %s (rotation publishes again): %s", race.pk, error)
+            break
     return published
 
 
