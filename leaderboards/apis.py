@@ -176,8 +176,9 @@ class RaceResultsApi(APIView):
         description=(
             "Final results by score (desc; ties by racer id asc) with ranks that continue across pages. "
             "Once the race has ended, racers without a final message follow as DNF rows (status dnf, rank null) "
-            "with their last known score. Results of a race that ended more than a couple of minutes ago never "
-            "change: they carry a strong ETag and a one-year Cache-Control, and If-None-Match gives 304. "
+            "with their last known score. Results of a settled race (the pipeline has passed its end plus a grace "
+            "and reconciled them) never change: they carry a strong ETag and a one-year Cache-Control, and "
+            "If-None-Match gives 304. "
             "Other results carry an ETag with Cache-Control no-cache."
         ),
         parameters=[FilterSerializer, RETRY_AFTER],

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.utils import timezone
 
+from .integrations import race_identities_publish_on_commit
 from .models import Race, RaceClass, Racer, RaceSchedule
 from .services import race_cancel, race_finish, race_start_now
 
@@ -115,6 +116,11 @@ class RaceAdmin(admin.ModelAdmin):
         except Exception:  # noqa: BLE001 - the store may be down or not set up; the page still loads
             return "unavailable"
         return str(len(standings.rows)) if standings else "0"
+
+    def save_model(self, request, obj: Race, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        # The pipeline checks readings against the race's identity: publish the edit (after commit).
+        race_identities_publish_on_commit([obj.pk])
 
     def _run(self, request, queryset, service, verb: str) -> None:
         done = 0
