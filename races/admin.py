@@ -9,10 +9,11 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
+from django.http import HttpResponseRedirect
 from django.utils import timezone
 
 from .models import Race, RaceClass, Racer, RaceSchedule
-from .services import race_cancel, race_finish, race_start_now
+from .services import race_cancel, race_create, race_finish, race_start_now, race_update
 
 
 @admin.register(RaceClass)
@@ -82,9 +83,35 @@ class RaceAdmin(admin.ModelAdmin):
     search_fields = ("=id", "race_class__name")
     date_hierarchy = "starts_at"
     list_select_related = ("race_class",)
-    readonly_fields = ("state", "duration_display", "racers", "created_at")
+    # status: rotation and the actions below set it (through the services, which push the change);
+    # schedule: a schedule's races are made by rotation, a race added here is a one-off.
+    readonly_fields = ("schedule", "status", "state", "duration_display", "racers", "created_at")
     fields = ("race_class", "schedule", "starts_at", "ends_at", "status", "state", "duration_display", "racers")
     actions = ("start_now", "finish_now", "cancel")
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # The form has already run the model's checks; what is left are the services' rules
+        # (a running race keeps its start...). The admin's transaction is rolled back and the
+        # refusal shown as a message on the same form.
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as error:
+            self.message_user(request, "; ".join(error.messages), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def save_model(self, request, obj: Race, form, change: bool) -> None:
+        if change:
+            saved = race_update(race=obj, race_class=obj.race_class, starts_at=obj.starts_at, ends_at=obj.ends_at)
+        else:
+            saved = race_create(race_class=obj.race_class, starts_at=obj.starts_at, ends_at=obj.ends_at)
+        # The admin goes on with ``obj`` (messages, log entry): make it the saved row.
+        obj.pk, obj.status, obj.schedule_id, obj.created_at = (
+            saved.pk,
+            saved.status,
+            saved.schedule_id,
+            saved.created_at,
+        )
+        obj._state.adding = False
 
     @admin.display(description="state now")
     def state(self, obj: Race) -> str:

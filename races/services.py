@@ -198,3 +198,27 @@ def race_cancel(*, race: Race) -> Race:
     if was_running:
         _send_after_commit("race.finished", [race.pk])
     return race
+
+
+@transaction.atomic
+def race_update(*, race: Race, race_class: RaceClass, starts_at: datetime, ends_at: datetime) -> Race:
+    """Staff change a race's class or window (the admin's change form).
+
+    A race that is over (finished, cancelled, or ended by the clock) is history: its results
+    belong to that window. A race running now keeps its class and start (bikes are sending to
+    it); only its end may move, and not into the past. ``status`` is never set here: rotation
+    and the start/finish/cancel services own it.
+    """
+    now = timezone.now()
+    current = Race.objects.select_for_update().get(pk=race.pk)
+    if current.status in (Race.Status.FINISHED, Race.Status.CANCELLED) or current.ends_at <= now:
+        raise ValidationError(f"A race that is {current.state_at(now)} cannot be changed.")
+    if current.starts_at <= now:
+        if race_class.pk != current.race_class_id or starts_at != current.starts_at:
+            raise ValidationError("A running race keeps its class and start; only its end can move.")
+        if ends_at <= now:
+            raise ValidationError("Use 'Finish selected races now' to end a running race.")
+    current.race_class, current.starts_at, current.ends_at = race_class, starts_at, ends_at
+    current.full_clean()
+    current.save(update_fields=["race_class", "starts_at", "ends_at"])
+    return current
