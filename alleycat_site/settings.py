@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "django_celery_beat",
+    "import_export",
     "races.apps.RacesConfig",
     "leaderboards.apps.LeaderboardsConfig",
 ]

@@ -9,13 +9,18 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from import_export.admin import ImportExportModelAdmin
+from import_export.formats.base_formats import CSV
 
 from .models import Race, RaceClass, Racer, RaceSchedule, ResultVoid
+from .resources import RacerResource
 from .services import race_cancel, race_create, race_finish, race_start_now, race_update, result_void
 
 VOID_CHOICES_MAX = 1000  # results offered in the void form (a race has at most 1,000 racers)
@@ -51,7 +56,25 @@ class RaceClassAdmin(admin.ModelAdmin):
 
 
 @admin.register(Racer)
-class RacerAdmin(admin.ModelAdmin):
+class RacerAdmin(ImportExportModelAdmin):
+    """Racers; "Import" takes a CSV file with the columns racer_id, name (see races/resources.py)."""
+
+    resource_classes = (RacerResource,)
+    import_formats = (CSV,)
+    export_formats = (CSV,)
+    import_template_name = "admin/races/racer/import.html"
+
+    def generate_log_entries(self, result, request):
+        # One history entry per import (who, what file, how many), not 40,000 entries of one racer each.
+        totals = result.totals
+        LogEntry.objects.create(
+            user_id=request.user.pk,
+            content_type_id=ContentType.objects.get_for_model(Racer).pk,
+            object_repr=f"CSV import: {totals['new']} new, {totals['update']} updated, {totals['skip']} unchanged",
+            action_flag=ADDITION,
+            change_message=f"Imported from {request.POST.get('original_file_name', 'a CSV file')}",
+        )
+
     list_display = ("racer_id", "name", "user", "created_at")
     search_fields = ("name", "=racer_id", "user__username")
     raw_id_fields = ("user",)
