@@ -3,6 +3,7 @@ from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from races.admin_deadletters import dead_letters_view
 from races.admin_pipeline import pipeline_status_view
 
 from .exceptions import json_not_found
@@ -14,6 +15,7 @@ def health(request):
 
 urlpatterns = [
     path("admin/pipeline/", pipeline_status_view, name="admin-pipeline"),  # before admin/: not a model page
+    path("admin/dead-letters/", dead_letters_view, name="admin-dead-letters"),
     path("admin/", admin.site.urls),
     path("api/", include("races.urls")),
     path("api/", include("leaderboards.urls")),
