@@ -39,6 +39,8 @@ ADMIN_PAGES = [
     ("admin:races_race_changelist", None),
     ("admin:races_race_change", "race"),
     ("admin:races_race_add", None),
+    ("admin:races_racer_import", None),
+    ("admin:races_resultvoid_changelist", None),
     ("admin:django_celery_beat_periodictask_changelist", None),
 ]
 
