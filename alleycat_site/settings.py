@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "csp",
     "channels",
     "django_celery_beat",
+    "import_export",
     "races.apps.RacesConfig",
     "leaderboards.apps.LeaderboardsConfig",
     "axes",  # login throttling (admin and site login)
