@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from processors.config import get_config
 from processors.deadletter import DeadLetter, send_dead_letters
 from processors.domain import BadRecord, fold_payloads, new_state, state_seconds
-from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds
+from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds, tracer
 from processors.table import ResultsTable, get_results_table
 
 HANDLER = "aggregator"
@@ -159,6 +159,7 @@ def handle(event: KinesisStreamEvent, table: ResultsTable, *, max_pending_second
 
 
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(correlation_id_path=RECORDS_CORRELATION_PATH)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle(KinesisStreamEvent(event), get_results_table(), max_pending_seconds=get_config().max_pending_seconds)

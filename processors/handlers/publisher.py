@@ -29,7 +29,8 @@ from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, ev
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from redis.exceptions import RedisError
 
-from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics
+from processors.config import redis_url
+from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, tracer
 from processors.publishing import DEFAULT_TOP_ROWS, class_group, race_group, standings_message
 from processors.table import LiveStandings, is_live_image, live_standings_from_item
 
@@ -48,7 +49,7 @@ def top_rows() -> int:
 @lru_cache(maxsize=1)
 def get_channel_layer() -> Any | None:
     """The Redis channel layer (configuration only; connections are per event loop), None without REDIS_URL."""
-    url = os.environ.get("REDIS_URL")
+    url = redis_url()  # REDIS_URL locally; on AWS the SSM SecureString named by ALLEYCAT_REDIS_URL_PARAMETER
     if not url:
         return None
     from channels_redis.core import RedisChannelLayer  # imports channels.layers, hence django.conf
@@ -104,6 +105,7 @@ def publish(messages: list[tuple[str, dict[str, Any]]]) -> tuple[int, str | None
 
 
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(correlation_id_path=RECORDS_CORRELATION_PATH, clear_state=True)
 @event_source(data_class=DynamoDBStreamEvent)
 def lambda_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
