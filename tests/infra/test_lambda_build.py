@@ -8,11 +8,15 @@ this test never skips: a machine that cannot build fails here with the build's o
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 
 from processors.local.template import load_template
@@ -182,3 +186,79 @@ def _missing_imports(package: Path, handler: str) -> set[str]:
     return {name for name in external if name not in present and name not in RUNTIME_PROVIDED} - set(
         sys.stdlib_module_names
     )
+
+
+# --------------------------------------------------------------------------- the package alone runs
+
+RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "dateutil", "six.py", "urllib3")
+HANDLER_SMOKE = r"""
+import json, os, sys
+sys.path[:0] = [os.environ["ARTIFACT"], os.environ["RUNTIME"]]
+import processors.handlers.aggregator, processors.handlers.finals, processors.handlers.history
+import processors.handlers.publisher as publisher
+import processors.handlers.transformer as transformer
+
+class Context:
+    function_name = "transformer"; memory_limit_in_mb = 512; aws_request_id = "smoke"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:transformer"
+
+event = json.loads(open(os.environ["EVENT"]).read())
+response = transformer.lambda_handler(event, Context())
+layer = publisher.get_channel_layer() if hasattr(publisher, "get_channel_layer") else publisher.get_redis()
+web = sorted(m for m in sys.modules if m.split(".")[0] in ("django", "channels", "channels_redis", "moto", "celery"))
+print(json.dumps({"results": [r["result"] for r in response["records"]], "layer": layer is not None, "web": web,
+                  "site_packages": [p for p in sys.path if "site-packages" in p]}))
+"""
+
+
+def test_the_package_runs_its_handlers_with_nothing_but_the_runtime(tmp_path: Path) -> None:
+    # The same Makefile rule as `sam build`, with x86_64 wheels so that this machine can import them;
+    # then a Python without site-packages (-S -I) imports every handler from the package and the
+    # runtime's boto3 alone, and the transformer answers a recorded Firehose event.
+    source = tmp_path / "processors"
+    shutil.copytree(ROOT / "processors", source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    artifact = tmp_path / "artifact"
+    result = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-f",
+            str(ROOT / "infra" / "lambda" / "Makefile"),
+            "build-PublisherFunction",
+            f"ARTIFACTS_DIR={artifact}",
+            "LAMBDA_PLATFORM=manylinux2014_x86_64",
+            f"PYTHON={sys.executable}",
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    runtime = tmp_path / "runtime"  # what the Lambda runtime provides: boto3 and its dependencies
+    runtime.mkdir()
+    site_packages = Path(boto3.__file__).resolve().parents[1]
+    for name in RUNTIME_DISTRIBUTIONS:
+        (runtime / name).symlink_to(site_packages / name)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "ARTIFACT": str(artifact),
+        "RUNTIME": str(runtime),
+        "EVENT": str(ROOT / "tests" / "events" / "firehose_kinesis_source.json"),
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # configured, never connected to
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # the bad records' dead letters go nowhere (a closed local port), never to the internet
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_METRICS_NAMESPACE": "Alleycat",
+    }
+    smoke = subprocess.run(
+        [sys.executable, "-S", "-I", "-c", HANDLER_SMOKE], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert smoke.returncode == 0, smoke.stdout[-4000:] + smoke.stderr[-4000:]
+    answer = json.loads(smoke.stdout.strip().splitlines()[-1])
+    assert answer["site_packages"] == [] and answer["web"] == []
+    assert answer["results"] and set(answer["results"]) <= {"Ok", "Dropped", "ProcessingFailed"}
+    assert "Ok" in answer["results"]
+    assert answer["layer"] is True
