@@ -46,7 +46,7 @@ def stack() -> Resources:
 
 
 def results_table(resources: Resources) -> ResultsTable:
-    return ResultsTable(boto3.client("dynamodb"), resources.table_name, b"e2e cursor secret")
+    return ResultsTable(boto3.client("dynamodb"), resources.table_name)
 
 
 def history_object(resources: Resources, class_id: int) -> dict[str, Any] | None:
