@@ -15,7 +15,7 @@ from csp.constants import NONE, SELF
 
 from processors.domain import MAX_ID
 
-from .env import env_bool, env_list, env_required, env_str
+from .env import env_bool, env_int, env_list, env_required, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ALLEYCAT_VAR_DIR", str(BASE_DIR / "var")))
@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "csp",
     "channels",
     "django_celery_beat",
+    "import_export",
     "races.apps.RacesConfig",
     "leaderboards.apps.LeaderboardsConfig",
     "axes",  # login throttling (admin and site login)
@@ -129,7 +130,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` puts the files WhiteNoise serves in production (DJANGO_STATIC_ROOT to move it).
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [p for p in [BASE_DIR / "static", BASE_DIR / "node_modules_static"] if p.exists()]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -157,19 +159,40 @@ def _celery_broker_url(redis_url: str) -> str:
     return redis_url
 
 
-# channels-redis blocks on BZPOPMIN for up to 5 s; redis-py 8 times socket reads out after 5 s
-# by default, which would kill an idle consumer. The read timeout must outlast the block.
-CHANNEL_LAYER_SOCKET_TIMEOUT = 15
+# channels-redis's pub/sub layer: a group_send is one PUBLISH, and each web process keeps one
+# subscriber connection per Redis for all of its consumers and fans each message out in memory. A
+# standings change thus costs Redis the same for 1 or 10,000 viewers, and a connect storm needs no
+# connection per consumer (the list-based RedisChannelLayer ran out of pool connections at 200
+# connects: issue 8). The Lambda publisher writes the same wire format without Django
+# (processors/channel_wire.py). Live messages are not stored: a process that is not subscribed at
+# the moment of a publish misses it, which is right for standings (the next one carries everything).
+CHANNEL_LAYER_SOCKET_TIMEOUT = 5
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
-            "capacity": 1500,
-            "expiry": 30,
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+                    "socket_connect_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+                }
+            ],
         },
     }
 }
+
+# Per-socket bounds of the live WebSocket consumers (leaderboards/consumers.py).
+# Connections a single client address may hold open at once, over all WebSocket routes and per web
+# process. The default lets a load test from one address open 1,000 sockets; behind a proxy that
+# hides client addresses (daphne without --proxy-headers) set it high or 0 (no limit).
+ALLEYCAT_WS_MAX_PER_ADDRESS = env_int("ALLEYCAT_WS_MAX_PER_ADDRESS", 2000)
+# Standings messages a client may have waiting unsent (its socket buffer full) before it is closed
+# (4008) as too slow; the others never wait for it.
+ALLEYCAT_WS_MAX_PENDING = env_int("ALLEYCAT_WS_MAX_PENDING", 8)
+# Ride readings: per racer, over all of their sockets and web processes (a Redis token bucket).
+ALLEYCAT_RIDE_RATE_PER_SECOND = float(env_str("ALLEYCAT_RIDE_RATE_PER_SECOND", "1.5"))
+ALLEYCAT_RIDE_BURST = env_int("ALLEYCAT_RIDE_BURST", 3)
 
 CELERY_BROKER_URL = _celery_broker_url(REDIS_URL)
 CELERY_RESULT_BACKEND = None
@@ -273,6 +296,10 @@ LOGGING = {
 # The pipeline (see docs/contracts.md): boto3 reads AWS_ENDPOINT_URL and AWS_DEFAULT_REGION itself.
 ALLEYCAT_STREAM = env_str("ALLEYCAT_STREAM", "alleycat-bikes")
 ALLEYCAT_PIPELINE_STATUS_FILE = Path(env_str("ALLEYCAT_PIPELINE_STATUS_FILE", str(VAR_DIR / "pipeline-status.json")))
+# A race settles (its results become final) once the pipeline has passed its end + this grace.
+ALLEYCAT_SETTLE_GRACE_SECONDS = int(env_str("ALLEYCAT_SETTLE_GRACE_SECONDS", "120"))
+# The races app publishes each race's identity to the table (races/integrations.py); off in unit tests.
+ALLEYCAT_PUBLISH_RACES = env_bool("ALLEYCAT_PUBLISH_RACES", True)
 
 # Development serves static files straight from the apps (no collectstatic needed).
 WHITENOISE_USE_FINDERS = DEBUG
