@@ -24,7 +24,6 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from processors.table import FinalResult, LiveStandings, ResultsTable
-from races.integrations import race_identity_get
 from races.models import Race, RaceClass, Racer
 
 SETTLED_CACHE_SECONDS = 24 * 60 * 60
@@ -136,7 +135,7 @@ def race_results_settled(*, race: Race, now: datetime | None = None) -> bool:
     key = f"leaderboards:settled:{race.pk}"
     if cache.get(key):
         return True  # settling is for good: once seen, no need to ask DynamoDB again
-    identity = race_identity_get(race_id=race.pk)
+    identity = results_table().race_identity(race.pk)  # the web's fail-fast client (a 503 within ~2 s)
     settled = identity is not None and identity.settled
     if settled:
         cache.set(key, True, SETTLED_CACHE_SECONDS)
