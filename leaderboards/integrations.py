@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 import boto3
@@ -58,21 +58,31 @@ def history_key(class_id: int) -> str:
     return f"class-{int(class_id)}.json.gz"
 
 
-@cache
 def aws_client(service: str) -> Any:
     """The site's client of an AWS service; honours AWS_ENDPOINT_URL (moto, LocalStack) and the AWS variables."""
+    # Keyed by the endpoint too: a process that is pointed elsewhere (tests, one endpoint per test) never
+    # keeps talking to the previous one.
+    return _client(service, os.environ.get("AWS_ENDPOINT_URL"))
+
+
+@lru_cache(maxsize=8)
+def _client(service: str, endpoint_url: str | None) -> Any:
     return boto3.client(service, config=BOTO_CONFIG)
 
 
-@lru_cache(maxsize=1)
 def results_table() -> ResultsTable:
-    return ResultsTable(aws_client("dynamodb"), get_config().table_name)
+    return _results_table(os.environ.get("AWS_ENDPOINT_URL"), get_config().table_name)
+
+
+@lru_cache(maxsize=8)
+def _results_table(endpoint_url: str | None, table_name: str) -> ResultsTable:
+    return ResultsTable(aws_client("dynamodb"), table_name)
 
 
 def clients_clear() -> None:
     """Forget the clients (tests point AWS_ENDPOINT_URL elsewhere between tests)."""
-    aws_client.cache_clear()
-    results_table.cache_clear()
+    _client.cache_clear()
+    _results_table.cache_clear()
 
 
 def history_object_get(*, class_id: int, if_none_match: str | None = None) -> HistoryObject | None:
