@@ -499,3 +499,17 @@ def test_out_of_range_parameters_of_each_list_are_a_json_400(client, running_rac
 def test_largest_id_is_served(client, db):
     assert client.get(f"/api/races/{2**53 - 1}/").status_code == 404
     assert client.get(f"/api/races/?class={2**53 - 1}").status_code == 200
+
+
+def test_issued_cursors_stay_far_below_the_accepted_length():
+    # The longest state a cursor carries: a LastEvaluatedKey with the largest ids, and a large rank offset.
+    from leaderboards.selectors import MAX_CURSOR_LENGTH, _sign
+
+    big = 2**53 - 1
+    key = {
+        "pk": {"S": f"RACE#{big}"},
+        "sk": {"S": f"RESULT#{big}"},
+        "gsi1pk": {"S": f"RACE#{big}#RESULTS"},
+        "gsi1sk": {"S": f"0000000141075.0000#{big}"},
+    }
+    assert len(_sign(f"results.{big}", {"p": "f", "k": key, "o": 10**9})) < MAX_CURSOR_LENGTH // 4
