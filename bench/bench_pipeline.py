@@ -149,7 +149,7 @@ def main() -> int:
         race = RaceSpec(race_id=int(time.time()) % 1_000_000 + 1, class_id=1, first_second=1, last_second=args.seconds)
         # The aggregator counts readings only for races it knows: publish the race as the races app would.
         now_ms = int(time.time() * 1000)
-        results = ResultsTable(boto3.client("dynamodb"), os.environ.get("ALLEYCAT_TABLE") or "alleycat", b"bench")
+        results = ResultsTable(boto3.client("dynamodb"), os.environ.get("ALLEYCAT_TABLE") or "alleycat")
         results.put_race_identity(
             RaceIdentity(
                 race_id=race.race_id,

@@ -27,10 +27,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def site_on_the_pipeline(pipeline_env, redis_url, settings) -> Iterator[None]:
     """The Django site reading this test's endpoint and Redis (clients are cached per process)."""
-    host = {"address": redis_url, "socket_timeout": 15}
+    host = {"address": redis_url, "socket_timeout": 5}
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [host]}}
+        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [host]}}
     }
+    settings.REDIS_URL = redis_url
     for cached in (config.get_config, store.get_dynamodb_client, store.get_results_table):
         cached.cache_clear()
     yield
@@ -73,6 +74,6 @@ async def test_a_websocket_subscriber_sees_the_race_standings_up_to_the_last_sec
     else:
         pytest.fail(f"no complete standings over the WebSocket; last: {last}\n{runner.output()[-4000:]}")
     await ws.disconnect()
-    assert last["raceId"] == race.pk
-    assert {row["racerId"]: row["score"] for row in last["rows"]} == pytest.approx(scores, abs=1e-6)
+    assert last["race_id"] == race.pk
+    assert {row["racer_id"]: row["score"] for row in last["rows"]} == pytest.approx(scores, abs=1e-6)
     assert await sync_to_async(runner.stop)() == 0

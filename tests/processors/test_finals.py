@@ -89,9 +89,9 @@ def all_results(table: ResultsTable, race_id: int) -> list[FinalResult]:
     found: list[FinalResult] = []
     cursor = None
     while True:
-        page = table.race_results(race_id, limit=10, cursor=cursor)
+        page = table.race_results(race_id, limit=10, start_key=cursor)
         found.extend(page.items)
-        cursor = page.next_cursor
+        cursor = page.last_key
         if cursor is None:
             return found
 
@@ -203,7 +203,7 @@ class TestPipelineOrderIndependence:
     @staticmethod
     def run(dynamodb: Any, table_name: str, windows: list[list[dict[str, Any]]]) -> tuple[Any, ...]:
         schema.create_table(dynamodb, table_name)
-        table = ResultsTable(dynamodb, table_name, b"secret")
+        table = ResultsTable(dynamodb, table_name)
         publish_races(table, [7])
         reader = StreamReader(dynamodb, table_name)
         for window in windows:
