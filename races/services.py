@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .events import race_event_send
-from .integrations import race_identities_publish_on_commit, race_identities_republish
+from .integrations import race_identities_publish_on_commit, race_identities_republish, races_settle_quiet
 from .models import Race, RaceClass, RaceSchedule
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ def race_rotate(*, now: datetime | None = None) -> RotationResult:
         # Every race not yet past its settle deadline, not only the changed ones: a publish that
         # failed earlier (DynamoDB down) is repaired here, and the pipeline always knows the schedule.
         transaction.on_commit(lambda: race_identities_republish(now=now))
+        transaction.on_commit(races_settle_quiet)
     if result.changed:
         logger.info(
             "Rotation at %s: %d finished, %d started, %d created, %d cancelled",

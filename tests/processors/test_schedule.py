@@ -281,3 +281,17 @@ class TestSize:
 
     def test_the_guard_keeps_a_margin_below_what_the_endpoint_refuses(self) -> None:
         assert items.LIVE_ITEM_LIMIT_BYTES <= 405_000 - 10_000
+
+
+class TestQuietStream:
+    def test_races_settle_when_every_shard_is_idle_and_not_while_one_is_active(self, race: ResultsTable) -> None:
+        from processors.settlement import settle_quiet
+
+        deadline = int(SETTLE_AT_S * 1000)
+        race.advance_watermark("bikes/shard-a", deadline - 10_000, now_ms=deadline + 5_000)
+        # a shard wrote 5 s ago: the aggregator is running and decides
+        assert settle_quiet(race, idle_ms=60_000, now_ms=deadline + 10_000) == []
+        # a minute later nothing has been written by any shard: the stream is quiet, the race settles
+        assert settle_quiet(race, idle_ms=60_000, now_ms=deadline + 70_000) == [7]
+        assert race.race_identity(7).settled  # type: ignore[union-attr]
+        assert settle_quiet(race, idle_ms=60_000, now_ms=deadline + 80_000) == []  # once
