@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "csp",
     "channels",
     "django_celery_beat",
+    "import_export",
     "races.apps.RacesConfig",
     "leaderboards.apps.LeaderboardsConfig",
     "axes",  # login throttling (admin and site login)
@@ -129,7 +130,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` puts the files WhiteNoise serves in production (DJANGO_STATIC_ROOT to move it).
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [p for p in [BASE_DIR / "static", BASE_DIR / "node_modules_static"] if p.exists()]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 
 from processors.domain import MAX_ID
 from races.models import Race
+from races.services import results_version
 
 from . import integrations, selectors
 from .serializers import (
@@ -232,7 +233,8 @@ def _results_cache_key(request, race_id: int, limit: int, cursor: str | None) ->
     # The body holds absolute "next" URLs, so the host and scheme are part of the key.
     origin = f"{request.scheme}://{request.get_host()}"
     digest = hashlib.sha256(f"{origin}|{limit}|{cursor or ''}".encode()).hexdigest()[:32]
-    return f"leaderboards:results:{race_id}:{digest}"
+    # A staff void changes settled results: it bumps the race's version (races.services.result_void).
+    return f"leaderboards:results:{race_id}:v{results_version(race_id)}:{digest}"
 
 
 @extend_schema_serializer(component_name="LiveRow")

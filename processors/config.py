@@ -36,3 +36,24 @@ def get_config() -> Config:
         max_racers_per_race=int(os.environ.get("ALLEYCAT_MAX_RACERS_PER_RACE") or DEFAULT_MAX_RACERS_PER_RACE),
         shard_idle_seconds=int(os.environ.get("ALLEYCAT_SHARD_IDLE_SECONDS") or 60),
     )
+
+
+REDIS_URL_PARAMETER_ENV = "ALLEYCAT_REDIS_URL_PARAMETER"
+# The URL is read once per cold start and again at most every 5 minutes (a rotated password arrives).
+REDIS_URL_PARAMETER_MAX_AGE_SECONDS = 300
+
+
+def redis_url() -> str | None:
+    """The Redis URL of the Channels layer: ``REDIS_URL`` (locally), else the SSM SecureString parameter
+    named by ``ALLEYCAT_REDIS_URL_PARAMETER`` (on AWS: the URL may carry a password, so it never sits in
+    the function's environment), else None (nothing to publish to)."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url
+    name = os.environ.get(REDIS_URL_PARAMETER_ENV)
+    if not name:
+        return None
+    # Imported here: only the publisher on AWS needs it (Powertools Parameters, cached per max_age).
+    from aws_lambda_powertools.utilities.parameters import get_parameter
+
+    return get_parameter(name, decrypt=True, max_age=REDIS_URL_PARAMETER_MAX_AGE_SECONDS) or None

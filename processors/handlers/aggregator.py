@@ -51,7 +51,7 @@ from processors.domain import (
     new_state,
     state_seconds,
 )
-from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds
+from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds, tracer
 from processors.table import ResultsTable, TableError, get_results_table
 
 HANDLER = "aggregator"
@@ -333,6 +333,7 @@ def handle(
 
 
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(correlation_id_path=RECORDS_CORRELATION_PATH)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = get_config()

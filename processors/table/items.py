@@ -517,6 +517,39 @@ def personal_best_from_item(item: Mapping[str, Any]) -> PersonalBest:
     )
 
 
+# --- staff corrections: a voided result -------------------------------------------------
+#
+# ``RACE#<race>``/``VOID#<racer>``: the racer's result of the race was voided by staff. No index
+# attributes, so it is in no ranking; readers that list a race's racers from the live item (DNF
+# rows) leave these racers out, and a writer of final results can check it (one Query per race).
+
+VOID_SK_PREFIX = "VOID#"
+
+
+def void_sk(racer_id: int) -> str:
+    return f"{VOID_SK_PREFIX}{racer_id:0{_ID_WIDTH}d}"
+
+
+def void_key(race_id: int, racer_id: int) -> dict[str, dict[str, str]]:
+    return {PK: {"S": race_pk(race_id)}, SK: {"S": void_sk(racer_id)}}
+
+
+def void_item(result: FinalResult, *, voided_at_ms: int) -> dict[str, Any]:
+    """The marker keeps the voided result's attributes (not its index keys): the void can be completed or read back."""
+    item = {
+        name: value
+        for name, value in final_result_item(result).items()
+        if name not in (GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK)
+    }
+    item[SK] = {"S": void_sk(result.racer_id)}
+    item["voidedAt"] = {"N": str(voided_at_ms)}
+    return item
+
+
+def voided_racer_id_from_item(item: Mapping[str, Any]) -> int:
+    return int(item["racerId"]["N"])
+
+
 # --- per-second outputs of a racer in a race ---------------------------------------------
 
 

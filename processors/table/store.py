@@ -16,7 +16,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from processors.config import get_config
-from processors.domain import RaceIdentity, RacerTotal, apply_pending, is_better_best
+from processors.domain import RaceIdentity, RacerTotal, apply_pending, is_better_best, output_units
 from processors.table import items
 from processors.table.models import (
     FinalResult,
@@ -432,7 +432,10 @@ class ResultsTable:
                 self._batch_get([items.result_key(race.race_id, result.racer_id) for result in finished]),
             )
         }
-        missing = [result for result in finished if stored.get(result.racer_id) != result]
+        voided = self.voided_racer_ids(race.race_id) if finished else set()  # staff took these out: never back
+        missing = [
+            result for result in finished if stored.get(result.racer_id) != result and result.racer_id not in voided
+        ]
         if missing:
             self.put_final_results(missing)
             self.put_personal_bests(items.personal_best_of(result) for result in missing)
@@ -495,6 +498,81 @@ class ResultsTable:
                     ConditionExpression="attribute_not_exists(pk) OR score < :s",
                     ExpressionAttributeValues={":s": item["score"]},
                 )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    # --- staff corrections: void a result, replace a personal best ------------------------
+
+    def final_result(self, race_id: int, racer_id: int) -> FinalResult | None:
+        """A racer's final result of a race (one GetItem)."""
+        item = self._get(items.result_key(race_id, racer_id), consistent=True)
+        return items.final_result_from_item(item) if item else None
+
+    def voided_result(self, race_id: int, racer_id: int) -> FinalResult | None:
+        """The result staff voided (the void marker), or None (one GetItem)."""
+        item = self._get(items.void_key(race_id, racer_id), consistent=True)
+        return items.final_result_from_item(item) if item else None
+
+    def voided_racer_ids(self, race_id: int) -> set[int]:
+        """Racers whose result of the race staff voided (one Query of the race's partition)."""
+        found: set[int] = set()
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :void)",
+            "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk", "#racer": "racerId"},
+            "ExpressionAttributeValues": {":pk": {"S": items.race_pk(race_id)}, ":void": {"S": items.VOID_SK_PREFIX}},
+            "ProjectionExpression": "#racer",
+            "ConsistentRead": True,
+        }
+        while True:
+            with _store_errors():
+                response = self._client.query(**params)
+            found.update(items.voided_racer_id_from_item(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return found
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def void_final_result(self, result: FinalResult, *, voided_at_ms: int) -> None:
+        """Take a final result out of the race's results, leaving a void marker, in one transaction.
+
+        Idempotent: voiding again finds no result to delete and rewrites the same marker.
+        """
+        with _store_errors():
+            self._client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": items.void_item(result, voided_at_ms=voided_at_ms)}},
+                    {"Delete": {"TableName": self._table, "Key": items.result_key(result.race_id, result.racer_id)}},
+                ]
+            )
+
+    def replace_personal_best(
+        self, class_id: int, racer_id: int, *, expected: PersonalBest | None, best: PersonalBest | None
+    ) -> bool:
+        """Set (or, with ``best=None``, delete) a racer's best in a class, only if it is still ``expected``.
+
+        Unlike ``put_personal_bests`` this may lower a best (a voided result). False when the stored
+        best is no longer ``expected`` (finals wrote a better one meanwhile): read again and retry.
+        """
+        key = items.best_key(class_id, racer_id)
+        if expected is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "score = :s AND raceId = :r",
+                "ExpressionAttributeValues": {
+                    ":s": {"N": items.units_to_number(output_units(expected.score))},
+                    ":r": {"N": str(expected.race_id)},
+                },
+            }
+        try:
+            with _store_errors():
+                if best is None:
+                    self._client.delete_item(TableName=self._table, Key=key, **condition)
+                else:
+                    self._client.put_item(TableName=self._table, Item=items.personal_best_item(best), **condition)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise

@@ -17,7 +17,7 @@ import pytest
 from processors import config
 from processors.domain import output_of
 from processors.handlers import aggregator
-from processors.table import ResultsTable, items
+from processors.table import FinalResult, ResultsTable, items
 from processors.table.items import live_key
 from tests.processors.conftest import TABLE_NAME, receive_all
 from tests.processors.factories import (
@@ -295,3 +295,15 @@ class TestQuietStream:
         assert settle_quiet(race, idle_ms=60_000, now_ms=deadline + 70_000) == [7]
         assert race.race_identity(7).settled  # type: ignore[union-attr]
         assert settle_quiet(race, idle_ms=60_000, now_ms=deadline + 80_000) == []  # once
+
+    def test_reconciliation_never_brings_back_a_result_staff_voided(self, race: ResultsTable) -> None:
+        aggregate(ride(range(2), range(1, 3), final_at=2))
+        live = race.live_standings(7)
+        assert live is not None and all(row.finished for row in live.rows)
+        # finals wrote racer 1's result, staff voided it; racer 0's write was given up on
+        result = FinalResult(7, 3, 1, "Racer 1", 2 * output_of(61, 40), 2, message(second=2)["deviceTimestamp"])
+        race.put_final_results([result])
+        race.void_final_result(result, voided_at_ms=1)
+        outcome = race.settle_race(race.race_identity(7))  # type: ignore[arg-type]
+        assert outcome.reconciled == 1
+        assert [r.racer_id for r in race.race_results(7).items] == [0]

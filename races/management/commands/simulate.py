@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from processors.local.names import distinct_names
 from processors.local.simulator import MAX_RACERS, RaceSpec, SimulationResult, Simulator, profiles
 from races.integrations import race_identities_publish
 from races.models import Race, RaceClass, Racer
@@ -34,7 +35,7 @@ SYNTHETIC_RACER_BASE = 100_000  # ids of generated racers in the demo (no Racer 
 
 
 def _racer_pairs(count: int, *, offset: int = 0, stride: int = 1, synthetic_base: int) -> list[tuple[int, str | None]]:
-    """``count`` racers: Racer rows first (every ``stride``-th from ``offset``), then generated ones.
+    """``count`` racers: Racer rows first (every ``stride``-th from ``offset``), then generated ones (Faker names).
 
     Racers linked to a user account are left out: they ride themselves (the ride page), and a
     simulated bike must never send readings in their name.
@@ -42,7 +43,15 @@ def _racer_pairs(count: int, *, offset: int = 0, stride: int = 1, synthetic_base
     unlinked = Racer.objects.filter(user__isnull=True).order_by("racer_id")
     rows = list(unlinked.values_list("racer_id", "name"))[offset::stride][:count]
     pairs: list[tuple[int, str | None]] = [(racer_id, name) for racer_id, name in rows]
-    pairs += [(synthetic_base + index, None) for index in range(count - len(pairs))]
+    missing = count - len(pairs)
+    if missing > 0:
+        # Generated racers: ids no Racer row has (a bike must not ride under someone's id), and
+        # Faker names distinct from every registered racer's.
+        window = range(synthetic_base, synthetic_base + 2 * missing + 1000)
+        registered = set(Racer.objects.filter(racer_id__in=window).values_list("racer_id", flat=True))
+        ids = [racer_id for racer_id in window if racer_id not in registered][:missing]
+        names = distinct_names(ids, taken=Racer.objects.values_list("name", flat=True).iterator())
+        pairs += [(racer_id, names[racer_id]) for racer_id in ids]
     return pairs
 
 
