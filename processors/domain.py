@@ -372,6 +372,7 @@ def _decode_base64_fields(data: str | bytes) -> Fields | BadRecord:
 #   {"races": {"<raceId>": {"c": classId,
 #                           "r": {"<racerId>": {"n": name, "ns": second of that name,
 #                                               "o": {"<second>": output}, "f": finishedAtMs | None}}}}}
+#    "w": newest Kinesis arrival time (ms) among the window's records (the aggregator's watermark)}
 #
 # Folding is order-independent: duplicates are idempotent, a second seen with two different
 # outputs keeps the larger, the name comes from the latest second, "finished" is sticky.

@@ -86,3 +86,23 @@ def race_identities_republish(*, now: datetime | None = None) -> int:
 def race_identity_get(*, race_id: int) -> RaceIdentity | None:
     """The race's identity as the pipeline sees it (settled or not). Errors are the table module's."""
     return get_results_table().race_identity(race_id)
+
+
+def races_settle_quiet() -> list[int]:
+    """Settle the races past their deadline while the stream is quiet (see ``processors.settlement``).
+
+    Called with each rotation. Never raises: a failure is logged and the next rotation tries again.
+    """
+    if not settings.ALLEYCAT_PUBLISH_RACES:
+        return []
+    from processors.config import get_config
+    from processors.settlement import settle_quiet
+
+    try:
+        settled = settle_quiet(get_results_table(), idle_ms=get_config().shard_idle_seconds * 1000)
+    except Exception as error:  # noqa: BLE001 - DynamoDB down: the next rotation settles them
+        logger.warning("could not settle quiet races: %s", error)
+        return []
+    if settled:
+        logger.info("settled %d races on a quiet stream: %s", len(settled), settled)
+    return settled

@@ -9,14 +9,18 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from .events import race_event_send
-from .integrations import race_identities_publish_on_commit, race_identities_republish
+from .integrations import (
+    race_identities_publish_on_commit,
+    race_identities_republish,
+    race_identity_get,
+    races_settle_quiet,
+)
 from .models import Race, RaceClass, RaceSchedule, ResultVoid
 
 logger = logging.getLogger(__name__)
@@ -125,6 +129,7 @@ def race_rotate(*, now: datetime | None = None) -> RotationResult:
         # Every race not yet past its settle deadline, not only the changed ones: a publish that
         # failed earlier (DynamoDB down) is repaired here, and the pipeline always knows the schedule.
         transaction.on_commit(lambda: race_identities_republish(now=now))
+        transaction.on_commit(races_settle_quiet)
     if result.changed:
         logger.info(
             "Rotation at %s: %d finished, %d started, %d created, %d cancelled",
@@ -248,13 +253,13 @@ def results_version(race_id: int) -> int:
 
 
 def _remaining_class_results(table, *, racer_id: int, class_id: int, voided_race_id: int) -> list:
-    results, cursor = [], None
+    results, start_key = [], None
     while True:
-        page = table.racer_results(racer_id, limit=1000, start_key=cursor)
+        page = table.racer_results(racer_id, limit=1000, start_key=start_key)
         results += [r for r in page.items if r.class_id == class_id and r.race_id != voided_race_id]
         if page.last_key is None:
             return results
-        cursor = page.last_key
+        start_key = page.last_key
 
 
 def result_void(*, race: Race, racer_id: int, reason: str, user=None, now: datetime | None = None) -> ResultVoid:
@@ -278,8 +283,13 @@ def result_void(*, race: Race, racer_id: int, reason: str, user=None, now: datet
     if not reason:
         raise ValidationError("Give a reason: it is kept with the void.")
     now = now or timezone.now()
-    settle = timedelta(seconds=getattr(settings, "ALLEYCAT_RESULTS_SETTLE_SECONDS", 120))
-    if race.status == Race.Status.CANCELLED or now < race.ends_at + settle:
+    # Settled by the pipeline (not by the clock): before that, finals or the settlement's reconciliation
+    # could still write the result again.
+    try:
+        identity = race_identity_get(race_id=race.pk)
+    except StoreUnavailable as error:
+        raise ValidationError(f"The results store is unavailable ({error}); try again.") from error
+    if race.status == Race.Status.CANCELLED or identity is None or not identity.settled:
         raise ValidationError("Results can be voided once the race has ended and settled (a few minutes after).")
     if ResultVoid.objects.filter(race=race, racer_id=racer_id).exists():
         raise ValidationError(f"The result of racer {racer_id} in race {race.pk} is already voided.")

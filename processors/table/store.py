@@ -432,7 +432,10 @@ class ResultsTable:
                 self._batch_get([items.result_key(race.race_id, result.racer_id) for result in finished]),
             )
         }
-        missing = [result for result in finished if stored.get(result.racer_id) != result]
+        voided = self.voided_racer_ids(race.race_id) if finished else set()  # staff took these out: never back
+        missing = [
+            result for result in finished if stored.get(result.racer_id) != result and result.racer_id not in voided
+        ]
         if missing:
             self.put_final_results(missing)
             self.put_personal_bests(items.personal_best_of(result) for result in missing)

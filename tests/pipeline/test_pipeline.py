@@ -267,3 +267,53 @@ class TestWholePipeline:
         assert any(checkpoint["shards"].get(c, {}).get("sequenceNumber") for c in children)
         assert dead_letters(resources) == 0
         assert runner.stop() == 0
+
+
+class TestSettlement:
+    def test_a_race_settles_once_the_stream_passes_its_deadline_and_later_readings_are_late(
+        self, pipeline_env, runner_process
+    ):
+        # GIVEN a runner whose shards count as caught up after 3 s without a write (races sit on one shard each)
+        pipeline_env["ALLEYCAT_SHARD_IDLE_SECONDS"] = "3"
+        resources = stack()
+        runner = runner_process()
+        table = results_table(resources)
+        race = RaceSpec(race_id=7301, class_id=3, first_second=1, last_second=10)
+        publish(resources, race, grace_s=2)
+        deadline_s = table.race_identity(race.race_id).settle_at_ms / 1000  # type: ignore[union-attr]
+
+        # WHEN 10 racers ride it (8 of them send their final message)
+        simulator = Simulator(boto3.client("kinesis"), resources.stream_name)
+        result = simulator.play(race, profiles([(r, None) for r in range(401, 411)]), speed=5, collect=True)
+        assert (result.sent, result.lost) == (100, 0)
+        assert_race_exact(resources, race, result.messages, runner.output)
+        assert not table.race_identity(race.race_id).settled  # type: ignore[union-attr]
+
+        # AND the stream moves past the deadline (another race rides after it)
+        time.sleep(max(0.0, deadline_s - time.time()) + 0.5)
+        other = RaceSpec(race_id=7302, class_id=3, first_second=1, last_second=5)
+        publish(resources, other)
+
+        def settled():
+            simulator.play(other, profiles([(501, None)]), speed=50)
+            return table.race_identity(race.race_id).settled  # type: ignore[union-attr]
+
+        # THEN the race settles, its results are complete and stay as they are
+        wait_until(settled, timeout=PIPELINE_TIMEOUT, what="race 7301 settled", output=runner.output)
+        results = {r.racer_id: r.score for r in table.race_results(race.race_id, limit=100).items}
+        scores, _ = expected_figures(result.messages)
+        assert results == pytest.approx(scores, abs=1e-6)
+        frozen = table.live_standings(race.race_id)
+
+        # AND a reading of the settled race is dead-lettered as late, never counted
+        late = dict(result.messages[-1], second=10, cadence=250.0, resistance=100.0, event="update")
+        boto3.client("kinesis").put_record(
+            StreamName=resources.stream_name, Data=json.dumps(late).encode(), PartitionKey=str(race.race_id)
+        )
+        wait_until(
+            lambda: dead_letters(resources) == 1, timeout=PIPELINE_TIMEOUT, what="late letter", output=runner.output
+        )
+        message = boto3.client("sqs").receive_message(QueueUrl=resources.dead_letter_queue_url)["Messages"][0]
+        assert json.loads(message["Body"])["reason"] == "late"
+        assert table.live_standings(race.race_id) == frozen
+        assert runner.stop() == 0

@@ -17,7 +17,7 @@ import pytest
 from processors import config
 from processors.domain import output_of
 from processors.handlers import aggregator
-from processors.table import ResultsTable, items
+from processors.table import FinalResult, ResultsTable, items
 from processors.table.items import live_key
 from tests.processors.conftest import TABLE_NAME, receive_all
 from tests.processors.factories import (
@@ -281,3 +281,29 @@ class TestSize:
 
     def test_the_guard_keeps_a_margin_below_what_the_endpoint_refuses(self) -> None:
         assert items.LIVE_ITEM_LIMIT_BYTES <= 405_000 - 10_000
+
+
+class TestQuietStream:
+    def test_races_settle_when_every_shard_is_idle_and_not_while_one_is_active(self, race: ResultsTable) -> None:
+        from processors.settlement import settle_quiet
+
+        deadline = int(SETTLE_AT_S * 1000)
+        race.advance_watermark("bikes/shard-a", deadline - 10_000, now_ms=deadline + 5_000)
+        # a shard wrote 5 s ago: the aggregator is running and decides
+        assert settle_quiet(race, idle_ms=60_000, now_ms=deadline + 10_000) == []
+        # a minute later nothing has been written by any shard: the stream is quiet, the race settles
+        assert settle_quiet(race, idle_ms=60_000, now_ms=deadline + 70_000) == [7]
+        assert race.race_identity(7).settled  # type: ignore[union-attr]
+        assert settle_quiet(race, idle_ms=60_000, now_ms=deadline + 80_000) == []  # once
+
+    def test_reconciliation_never_brings_back_a_result_staff_voided(self, race: ResultsTable) -> None:
+        aggregate(ride(range(2), range(1, 3), final_at=2))
+        live = race.live_standings(7)
+        assert live is not None and all(row.finished for row in live.rows)
+        # finals wrote racer 1's result, staff voided it; racer 0's write was given up on
+        result = FinalResult(7, 3, 1, "Racer 1", 2 * output_of(61, 40), 2, message(second=2)["deviceTimestamp"])
+        race.put_final_results([result])
+        race.void_final_result(result, voided_at_ms=1)
+        outcome = race.settle_race(race.race_identity(7))  # type: ignore[arg-type]
+        assert outcome.reconciled == 1
+        assert [r.racer_id for r in race.race_results(7).items] == [0]

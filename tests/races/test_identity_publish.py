@@ -123,3 +123,13 @@ def test_dynamodb_down_does_not_fail_the_schedule(table, monkeypatch, django_cap
     with django_capture_on_commit_callbacks(execute=True):
         race = race_create(race_class=race_class, starts_at=T0, ends_at=T0 + timedelta(minutes=5))
     assert Race.objects.filter(pk=race.pk).exists()
+
+
+def test_rotation_settles_races_past_their_deadline_on_a_quiet_stream(table, django_capture_on_commit_callbacks):
+    # GIVEN a race that ended 10 minutes ago (published), and no aggregator writing anything
+    now = datetime.now(UTC).replace(microsecond=0)
+    race = RaceFactory(starts_at=now - timedelta(minutes=15), status=Race.Status.FINISHED)
+    table.put_race_identity(race_identity_of(race))
+    with django_capture_on_commit_callbacks(execute=True):
+        race_rotate(now=now)
+    assert table.race_identity(race.pk).settled  # type: ignore[union-attr]

@@ -19,6 +19,7 @@ from tests.leaderboards.conftest import (  # noqa: F401 - fixtures
     race_class,
     seed_finals,
     seed_history,
+    settle,
     table,
 )
 
@@ -39,6 +40,8 @@ def history(table, history_bucket, make_race):
     seed_finals(table, races[0], {7: 500.0, 9: 400.0}, names={7: "Ada Lovelace", 9: "Alan Turing"})
     seed_finals(table, races[1], {7: 600.0, 8: 580.0}, names={7: "Ada Lovelace", 8: "Grace Hopper"})
     seed_finals(table, races[2], {7: 550.0}, names={7: "Ada Lovelace"})
+    for race in races:
+        settle(table, race)  # as the pipeline does once it has passed the race's deadline
     seconds = {0: {1: 10.0, 2: 20.0}, 1: {1: 30.0, 2: 5.0, 3: 40.0}, 2: {1: 12.0, 2: 25.0}}
     for index, outputs in seconds.items():
         table.put_racer_race_seconds(races[index].pk, 7, outputs)
