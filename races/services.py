@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .events import race_event_send
+from .integrations import race_identities_publish_on_commit, race_identities_republish
 from .models import Race, RaceClass, RaceSchedule, ResultVoid
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,9 @@ def race_rotate(*, now: datetime | None = None) -> RotationResult:
 
         _send_after_commit("race.finished", result.finished)
         _send_after_commit("race.started", result.started)
+        # Every race not yet past its settle deadline, not only the changed ones: a publish that
+        # failed earlier (DynamoDB down) is repaired here, and the pipeline always knows the schedule.
+        transaction.on_commit(lambda: race_identities_republish(now=now))
     if result.changed:
         logger.info(
             "Rotation at %s: %d finished, %d started, %d created, %d cancelled",
@@ -139,6 +143,7 @@ def race_create(*, race_class: RaceClass, starts_at: datetime, ends_at: datetime
     race = Race(race_class=race_class, starts_at=starts_at, ends_at=ends_at, schedule=None)
     race.full_clean()
     race.save()
+    race_identities_publish_on_commit([race.pk])
     return race
 
 
@@ -170,6 +175,7 @@ def race_start_now(*, race: Race, now: datetime | None = None) -> Race:
     race.status = Race.Status.ACTIVE
     race.full_clean()
     race.save()
+    race_identities_publish_on_commit([race.pk])
     _send_after_commit("race.started", [race.pk])
     return race
 
@@ -185,6 +191,7 @@ def race_finish(*, race: Race, now: datetime | None = None) -> Race:
     race.ends_at = min(race.ends_at, now)
     race.status = Race.Status.FINISHED
     race.save(update_fields=["ends_at", "status"])
+    race_identities_publish_on_commit([race.pk])
     _send_after_commit("race.finished", [race.pk])
     return race
 
@@ -196,6 +203,7 @@ def race_cancel(*, race: Race) -> Race:
     was_running = race.status == Race.Status.ACTIVE
     race.status = Race.Status.CANCELLED
     race.save(update_fields=["status"])
+    race_identities_publish_on_commit([race.pk])
     if was_running:
         _send_after_commit("race.finished", [race.pk])
     return race
@@ -222,6 +230,8 @@ def race_update(*, race: Race, race_class: RaceClass, starts_at: datetime, ends_
     current.race_class, current.starts_at, current.ends_at = race_class, starts_at, ends_at
     current.full_clean()
     current.save(update_fields=["race_class", "starts_at", "ends_at"])
+    # The pipeline checks readings against the race's identity: publish the change (after commit).
+    race_identities_publish_on_commit([current.pk])
     return current
 
 

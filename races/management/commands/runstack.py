@@ -69,6 +69,9 @@ class Command(BaseCommand):
         python = sys.executable
         services: list[Service] = []
         services += pipeline_services(python=python, base_env=base_env)
+        if services:  # the table exists now (bootstrap): tell the pipeline the schedule before bikes ride
+            manage = str(settings.BASE_DIR / "manage.py")
+            services.append(Service("publish-races", [python, manage, "publish_races"], oneshot=True))
         services += [
             Service(
                 "web",

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from processors.local.names import distinct_names
 from processors.local.simulator import MAX_RACERS, RaceSpec, SimulationResult, Simulator, profiles
+from races.integrations import race_identities_publish
 from races.models import Race, RaceClass, Racer
 from races.selectors import race_class_list_with_current, race_current_for_class
 
@@ -91,6 +92,8 @@ class Command(BaseCommand):
         if options["speed"] <= 0:
             raise CommandError("--speed must be positive")
         race = self._race(options["race_class"], options["race"])
+        # The pipeline counts a reading only for a race it knows: publish it (idempotent) before riding.
+        race_identities_publish(races=[race])
         spec = _race_spec(race, seconds=options["seconds"], from_now=options["race"] == "current")
         racers = profiles(_racer_pairs(options["racers"], synthetic_base=SYNTHETIC_RACER_BASE))
         self.stdout.write(
@@ -158,6 +161,7 @@ class Command(BaseCommand):
                 race = entry.current
                 if race is None or race.pk in playing:
                     continue
+                race_identities_publish(races=[race])  # idempotent; rotation publishes it too
                 spec = _race_spec(race, seconds=None, from_now=True)
                 pairs = _racer_pairs(
                     racers,
