@@ -248,13 +248,13 @@ def results_version(race_id: int) -> int:
 
 
 def _remaining_class_results(table, *, racer_id: int, class_id: int, voided_race_id: int) -> list:
-    results, cursor = [], None
+    results, start_key = [], None
     while True:
-        page = table.racer_results(racer_id, limit=1000, cursor=cursor)
+        page = table.racer_results(racer_id, limit=1000, start_key=start_key)
         results += [r for r in page.items if r.class_id == class_id and r.race_id != voided_race_id]
-        if page.next_cursor is None:
+        if page.last_key is None:
             return results
-        cursor = page.next_cursor
+        start_key = page.last_key
 
 
 def result_void(*, race: Race, racer_id: int, reason: str, user=None, now: datetime | None = None) -> ResultVoid:
