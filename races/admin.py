@@ -255,11 +255,17 @@ class RaceAdmin(admin.ModelAdmin):
 class ResultVoidAdmin(admin.ModelAdmin):
     """The log of voided results: read-only (a void is made with the action on races)."""
 
-    list_display = ("voided_at", "race", "racer_name", "racer_id", "score", "best_before", "best_after", "voided_by")
+    list_display = (
+        "voided_at", "race", "racer_name", "racer_id", "score", "best_before", "best_after", "voided_by", "reason_short"
+    )  # fmt: skip
     list_filter = ("race__race_class",)
     search_fields = ("racer_name", "=racer_id", "=race__id", "reason")
     list_select_related = ("race__race_class", "voided_by")
     readonly_fields = [field.name for field in ResultVoid._meta.fields]
+
+    @admin.display(description="reason")
+    def reason_short(self, obj: ResultVoid) -> str:
+        return obj.reason if len(obj.reason) <= 80 else obj.reason[:79] + "…"
 
     def has_add_permission(self, request):
         return False

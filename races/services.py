@@ -283,18 +283,15 @@ def result_void(*, race: Race, racer_id: int, reason: str, user=None, now: datet
     if not reason:
         raise ValidationError("Give a reason: it is kept with the void.")
     now = now or timezone.now()
-    # Settled by the pipeline (not by the clock): before that, finals or the settlement's reconciliation
-    # could still write the result again.
-    try:
-        identity = race_identity_get(race_id=race.pk)
-    except StoreUnavailable as error:
-        raise ValidationError(f"The results store is unavailable ({error}); try again.") from error
-    if race.status == Race.Status.CANCELLED or identity is None or not identity.settled:
-        raise ValidationError("Results can be voided once the race has ended and settled (a few minutes after).")
     if ResultVoid.objects.filter(race=race, racer_id=racer_id).exists():
         raise ValidationError(f"The result of racer {racer_id} in race {race.pk} is already voided.")
     table = get_results_table()
     try:
+        # Only once the pipeline has settled the race: its reconciliation (``settle_race``) writes the
+        # result of every finished racer it finds missing, so a void before it would be undone.
+        identity = table.race_identity(race.pk)
+        if race.status == Race.Status.CANCELLED or identity is None or not identity.settled:
+            raise ValidationError("Results can be voided once the race has settled (its results are final).")
         result = table.final_result(race.pk, racer_id)
         if result is None:
             result = table.voided_result(race.pk, racer_id)  # voided before, but a step failed: complete it

@@ -2,13 +2,15 @@
 
 The rule (README.md, "Tests"): every fenced block has a language tag; ``sh`` blocks are command
 lines for a fresh shell at the repository root after ``make run`` has installed, with ``make run``
-running in another shell; ``console-aws`` blocks need an AWS account and are not run here.
+running in another shell; ``console-aws`` blocks need an AWS account or the production host and are
+not run here.
 
 How each line is covered:
 - ``make run``: this test starts the stack with exactly that line (its own ALLEYCAT_PORT,
   ALLEYCAT_AWS_PORT and ALLEYCAT_VAR_DIR, no demo simulator), checks it serves, and stops it with
   Ctrl-C (SIGINT to its process group) at the end;
 - ``make test``: what ``.ci/run`` runs (it cannot run inside itself);
+- ``make sam-build`` (docs/deploy.md): ``tests/infra/test_lambda_build.py`` runs it;
 - every other line: run with ``bash -c`` in a fresh environment (PATH, HOME, locale and the stack's
   three location variables only: no DJANGO_*, no AWS_*); it must exit 0 within its timeout, or, for
   the long-running lines listed in ``LONG_RUNNING``, still be running after a while with the
@@ -36,11 +38,12 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND_TAGS = {"sh", "bash", "shell", "console"}
-SKIPPED_TAGS = {"console-aws"}  # needs an AWS account
+SKIPPED_TAGS = {"console-aws"}  # needs an AWS account or the production host
 NOT_COMMANDS = {"text", "python", "json", "jsonc", "yaml", "toml", "ini", "html", "javascript", "js", "css", "diff"}
 COVERED_ELSEWHERE = {
     "make run": "this test's stack fixture",
     "make test": ".ci/run",
+    "make sam-build": "tests/infra/test_lambda_build.py",
 }
 # Long-running lines: started, checked after a while for this output, then stopped with Ctrl-C.
 LONG_RUNNING = {
