@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "csp",
     "channels",
     "django_celery_beat",
+    "import_export",
     "races.apps.RacesConfig",
     "leaderboards.apps.LeaderboardsConfig",
     "axes",  # login throttling (admin and site login)
@@ -295,6 +296,10 @@ LOGGING = {
 # The pipeline (see docs/contracts.md): boto3 reads AWS_ENDPOINT_URL and AWS_DEFAULT_REGION itself.
 ALLEYCAT_STREAM = env_str("ALLEYCAT_STREAM", "alleycat-bikes")
 ALLEYCAT_PIPELINE_STATUS_FILE = Path(env_str("ALLEYCAT_PIPELINE_STATUS_FILE", str(VAR_DIR / "pipeline-status.json")))
+# A race settles (its results become final) once the pipeline has passed its end + this grace.
+ALLEYCAT_SETTLE_GRACE_SECONDS = int(env_str("ALLEYCAT_SETTLE_GRACE_SECONDS", "120"))
+# The races app publishes each race's identity to the table (races/integrations.py); off in unit tests.
+ALLEYCAT_PUBLISH_RACES = env_bool("ALLEYCAT_PUBLISH_RACES", True)
 
 # Development serves static files straight from the apps (no collectstatic needed).
 WHITENOISE_USE_FINDERS = DEBUG
