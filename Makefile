@@ -65,9 +65,10 @@ $(SAM_STAMP): requirements-sam.txt
 
 sam-install: $(SAM_STAMP)
 
-# SAM_CLI_TELEMETRY=0: no usage reports; the build only needs PyPI.
+# SAM_CLI_TELEMETRY=0: no usage reports; the build only needs PyPI. PYTHON: the pip that
+# infra/lambda/Makefile runs is the SAM venv's (Debian's system python3 comes without pip).
 sam-build: $(SAM_STAMP)
-	SAM_CLI_TELEMETRY=0 $(SAM) build --template-file infra/template.yaml --build-dir $(SAM_BUILD_DIR) \
+	SAM_CLI_TELEMETRY=0 PYTHON=$(CURDIR)/$(SAM_VENV)/bin/python $(SAM) build --template-file infra/template.yaml --build-dir $(SAM_BUILD_DIR) \
 		--parallel --no-cached
 	@du -s --apparent-size --block-size=1K $(SAM_BUILD_DIR)/*Function | sed 's|$(SAM_BUILD_DIR)/||'
 

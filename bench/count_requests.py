@@ -116,6 +116,7 @@ def main() -> int:
     import boto3
 
     from processors.local.simulator import RaceSpec, Simulator, profiles
+    from processors.table import RaceIdentity, ResultsTable
 
     work = Path(tempfile.mkdtemp(prefix="alleycat-count-"))
     port = free_port()
@@ -172,6 +173,19 @@ def main() -> int:
             e["function"]: e.get("invocations", 0) for e in (read_status(status_path) or {}).get("sources", [])
         }
         race = RaceSpec(race_id=int(time.time()) % 1_000_000 + 1, class_id=1, first_second=1, last_second=args.seconds)
+        # The aggregator counts readings only for races it knows: publish the race as the races app does
+        # (its one UpdateItem is counted too, as it is on AWS).
+        now_ms = int(time.time() * 1000)
+        ResultsTable(boto3.client("dynamodb"), os.environ.get("ALLEYCAT_TABLE") or "alleycat").put_race_identity(
+            RaceIdentity(
+                race_id=race.race_id,
+                class_id=race.class_id,
+                starts_at_ms=now_ms,
+                ends_at_ms=now_ms + args.seconds * 1000,
+                length_s=args.seconds,
+                settle_at_ms=now_ms + (args.seconds + 30) * 1000,
+            )
+        )
         racers = profiles((racer_id, None) for racer_id in range(1, args.racers + 1))
         # The producer's own client, counted apart: PutRecords is what bikes (or the IoT rule) send.
         started = time.monotonic()

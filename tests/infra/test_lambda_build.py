@@ -204,7 +204,7 @@ class Context:
 
 event = json.loads(open(os.environ["EVENT"]).read())
 response = transformer.lambda_handler(event, Context())
-layer = publisher.get_channel_layer() if hasattr(publisher, "get_channel_layer") else publisher.get_redis()
+layer = publisher.get_redis()
 web = sorted(m for m in sys.modules if m.split(".")[0] in ("django", "channels", "channels_redis", "moto", "celery"))
 print(json.dumps({"results": [r["result"] for r in response["records"]], "layer": layer is not None, "web": web,
                   "site_packages": [p for p in sys.path if "site-packages" in p]}))

@@ -12,13 +12,18 @@ from processors.handlers import publisher
 SECRET_URL = "rediss://:s3cr3t-password@redis.example.internal:6379/0"
 
 
+def publisher_client():
+    """The publisher's Redis connection object (configuration only, nothing is sent)."""
+    return publisher.get_redis()
+
+
 @pytest.fixture
 def fresh_caches():
     parameters.clear_caches()
-    publisher.get_channel_layer.cache_clear()
+    publisher.get_redis.cache_clear()
     yield
     parameters.clear_caches()
-    publisher.get_channel_layer.cache_clear()
+    publisher.get_redis.cache_clear()
 
 
 def test_url_comes_from_the_secure_string_parameter(aws, monkeypatch, fresh_caches) -> None:
@@ -28,8 +33,10 @@ def test_url_comes_from_the_secure_string_parameter(aws, monkeypatch, fresh_cach
     assert redis_url() == SECRET_URL
     # The publisher connects with it (one GetParameter per cold start, then cached).
     assert publisher.redis_url is redis_url
-    layer = publisher.get_channel_layer()
-    assert layer is not None and layer.hosts[0]["address"] == SECRET_URL
+    client = publisher_client()
+    assert client is not None
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["password"]) == ("redis.example.internal", 6379, "s3cr3t-password")
 
 
 def test_redis_url_wins_locally(monkeypatch, fresh_caches) -> None:
@@ -42,7 +49,7 @@ def test_neither_set_means_nothing_to_publish_to(monkeypatch, fresh_caches) -> N
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv(REDIS_URL_PARAMETER_ENV, raising=False)
     assert redis_url() is None
-    assert publisher.get_channel_layer() is None
+    assert publisher_client() is None
 
 
 def test_a_missing_parameter_fails_loudly(aws, monkeypatch, fresh_caches) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -433,3 +434,102 @@ def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for logical_id, resource in template["Resources"].items()
         if resource["Type"] == "AWS::CloudWatch::Alarm"
     }
+
+
+class TestDynamoDBPermissionsFollowTheCode:
+    """Each role allows the DynamoDB actions its code calls, found by reading processors/table/store.py."""
+
+    STORE = ROOT / "processors" / "table" / "store.py"
+    ROLES = {
+        "aggregator": "AggregatorRole",
+        "finals": "FinalsRole",
+        "history": "HistoryRole",
+        "publisher": "PublisherRole",
+        "transformer": "TransformerRole",
+    }
+
+    @staticmethod
+    def _camel(operation: str) -> set[str]:
+        if operation == "transact_write_items":  # IAM checks the actions inside the transaction
+            return {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"}
+        return {"dynamodb:" + "".join(part.capitalize() for part in operation.split("_"))}
+
+    def _store_calls(self) -> dict[str, tuple[set[str], set[str]]]:
+        """method -> (client operations, other methods of the store it calls)."""
+        tree = ast.parse(self.STORE.read_text())
+        (store,) = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "ResultsTable"]
+        calls: dict[str, tuple[set[str], set[str]]] = {}
+        for method in store.body:
+            if not isinstance(method, ast.FunctionDef):
+                continue
+            operations, methods = set(), set()
+            for node in ast.walk(method):
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
+                    if isinstance(node.value.value, ast.Name) and node.value.value.id == "self":
+                        if node.value.attr == "_client":
+                            operations.add(node.attr)
+                elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+                    methods.add(node.attr)
+            calls[method.name] = (operations, methods)
+        return calls
+
+    def _actions(self, entry_points: set[str]) -> set[str]:
+        calls = self._store_calls()
+        seen: set[str] = set()
+        queue = [name for name in entry_points if name in calls]
+        actions: set[str] = set()
+        while queue:
+            name = queue.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            operations, methods = calls[name]
+            for operation in operations:
+                actions |= self._camel(operation)
+            queue += [m for m in methods if m in calls]
+        return actions
+
+    @staticmethod
+    def _allowed(template: dict[str, Any], logical_id: str) -> set[str]:
+        allowed: set[str] = set()
+        for role, statement in policy_statements(template):
+            if role != logical_id:
+                continue
+            actions = statement.get("Action", [])
+            resources = _texts(statement.get("Resource", []))
+            if any(text in ("${Table.Arn}",) for text in resources):
+                allowed |= {actions} if isinstance(actions, str) else set(actions)
+        return allowed
+
+    def test_each_function_may_do_what_its_handler_calls(self, template: dict[str, Any]) -> None:
+        for handler, role in self.ROLES.items():
+            source = (ROOT / "processors" / "handlers" / f"{handler}.py").read_text()
+            needed = self._actions(set(re.findall(r"\btable\.([a-z_]+)\(", source)))
+            assert needed <= self._allowed(template, role), f"{role}: {sorted(needed - self._allowed(template, role))}"
+
+    def test_the_aggregator_may_query_the_index_of_races_due(self, template: dict[str, Any]) -> None:
+        resources = [
+            text
+            for role, statement in policy_statements(template)
+            if role == "AggregatorRole" and "dynamodb:Query" in statement["Action"]
+            for text in _texts(statement["Resource"])
+        ]
+        assert "${Table.Arn}/index/gsi1" in resources
+
+    def test_the_site_policy_covers_what_django_calls(self, template: dict[str, Any]) -> None:
+        methods = set(self._store_calls())
+        django_source = "\n".join(
+            path.read_text()
+            for app in ("races", "leaderboards", "alleycat_site")
+            for path in (ROOT / app).rglob("*.py")
+        )
+        called = {name for name in re.findall(r"\.([a-z_]+)\(", django_source) if name in methods}
+        needed = self._actions(called)
+        assert needed, "Django calls the table module"
+        assert needed <= self._allowed(template, "SitePolicy"), sorted(needed - self._allowed(template, "SitePolicy"))
+
+    def test_the_reader_sees_a_missing_permission(self, template: dict[str, Any]) -> None:
+        # The check above must be able to fail: finals' writes are not the publisher's.
+        needed = self._actions({"put_final_results", "put_personal_bests"})
+        assert {"dynamodb:BatchWriteItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"} <= needed
+        assert not needed <= self._allowed(template, "PublisherRole")
