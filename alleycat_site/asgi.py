@@ -4,9 +4,12 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from alleycat_site import http_limits
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alleycat_site.settings")
 # Initialise Django (apps, settings) before importing anything that touches models.
 django_asgi_app = get_asgi_application()
+http_limits.install()  # daphne: an over-long request line is answered 414, not dropped
 
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator

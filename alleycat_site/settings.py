@@ -7,9 +7,13 @@ Production mode unless ``DJANGO_DEBUG`` is set: then ``DJANGO_SECRET_KEY`` and
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
+
+from processors.domain import MAX_ID
 
 from .env import env_bool, env_int, env_list, env_required, env_str
 
@@ -41,14 +45,18 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from the site's own static files, not a CDN
+    "csp",
     "channels",
     "django_celery_beat",
     "races.apps.RacesConfig",
     "leaderboards.apps.LeaderboardsConfig",
+    "axes",  # login throttling (admin and site login)
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -56,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "alleycat_site.middleware.StoreErrorsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers a locked-out login with the lockout page
 ]
 
 ROOT_URLCONF = "alleycat_site.urls"
@@ -98,6 +108,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Login throttling (django-axes) for the admin and the site's login, counted per client address (the same rule
+# as the API throttle) in the database, so every web process sees the same count. A successful login resets it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out address before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(env_str("ALLEYCAT_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(env_str("ALLEYCAT_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "alleycat_site.client_ip.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "leaderboards/locked_out.html"
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("DJANGO_TIME_ZONE", "UTC")
@@ -177,6 +201,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# Proxies in front of the site that append to X-Forwarded-For (alleycat_site.client_ip): 0 = none, the peer
+# address is the client and X-Forwarded-For is ignored; 1 behind one load balancer.
+ALLEYCAT_NUM_PROXIES = int(env_str("ALLEYCAT_NUM_PROXIES", "0"))
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -195,6 +223,7 @@ REST_FRAMEWORK = {
         "user": env_str("ALLEYCAT_USER_THROTTLE", "1200/minute"),
     },
     "EXCEPTION_HANDLER": "alleycat_site.exceptions.api_exception_handler",
+    "NUM_PROXIES": ALLEYCAT_NUM_PROXIES,  # the throttles' client address: the same rule as client_ip()
 }
 
 SPECTACULAR_SETTINGS = {
@@ -202,9 +231,43 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Race classes, the current race of each class, results, live standings and all-time bests.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No call to validator.swagger.io from the docs page: it works offline and under the site's CSP.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # <id:...> path parameters (alleycat_site.converters): 0 ... MAX_ID.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": MAX_ID}},
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Shared by every web process: throttle counters (a per-process count would multiply the limit by the number
+# of processes) and settled results pages. Redis, degrading to misses while it is down (alleycat_site.cache).
+CACHES = {
+    "default": {
+        "BACKEND": "alleycat_site.cache.ResilientRedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "alleycat",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
+
+# Content-Security-Policy on every answer (django-csp): only the site's own scripts, styles and images, no inline
+# script or style (pages hand data to their JS with json_script; Swagger UI's init script is a separate request),
+# WebSocket and fetch to the site itself only, never framed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # Security: safe by default in production mode.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 
 DEFAULT_TABLE = "alleycat"
 DEFAULT_DEAD_LETTER_QUEUE_NAME = "alleycat-dead-letter"
-# Local-only fallback so that a fresh clone works; production sets ALLEYCAT_CURSOR_SECRET.
-_LOCAL_CURSOR_SECRET = hashlib.sha256(b"alleycat local cursor secret: not for production").digest()
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     table_name: str
     dead_letter_queue_url: str | None
-    cursor_secret: bytes
     # Above this many pending (race, racer, second) entries the aggregator writes out early,
     # which keeps the tumbling-window state far below Lambda's 1 MB limit.
     max_pending_seconds: int
@@ -25,10 +21,8 @@ class Config:
 
 @lru_cache(maxsize=1)
 def get_config() -> Config:
-    secret = os.environ.get("ALLEYCAT_CURSOR_SECRET")
     return Config(
         table_name=os.environ.get("ALLEYCAT_TABLE") or DEFAULT_TABLE,
         dead_letter_queue_url=os.environ.get("ALLEYCAT_DEAD_LETTER_QUEUE_URL") or None,
-        cursor_secret=secret.encode() if secret else _LOCAL_CURSOR_SECRET,
         max_pending_seconds=int(os.environ.get("ALLEYCAT_MAX_PENDING_SECONDS") or 20_000),
     )

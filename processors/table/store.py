@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -15,7 +12,6 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import boto3
-import orjson
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -30,7 +26,7 @@ from processors.table.models import (
     PersonalBest,
     StoreUnavailable,
 )
-from processors.table.schema import GSI1, GSI1_PK, GSI2, GSI2_PK
+from processors.table.schema import GSI1, GSI1_PK, GSI1_SK, GSI2, GSI2_PK, GSI2_SK, PK, SK
 
 T = TypeVar("T")
 
@@ -89,10 +85,9 @@ class MergeOutcome:
 class ResultsTable:
     """The table behind a small API. ``client`` is a boto3 DynamoDB low-level client."""
 
-    def __init__(self, client: Any, table_name: str, cursor_secret: bytes) -> None:
+    def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
         self._table = table_name
-        self._secret = cursor_secret
 
     @property
     def table_name(self) -> str:
@@ -105,40 +100,46 @@ class ResultsTable:
         item = self._get(items.live_key(race_id))
         return items.live_standings_from_item(item) if item else None
 
-    def race_results(self, race_id: int, *, limit: int = 100, cursor: str | None = None) -> Page[FinalResult]:
+    def race_results(
+        self, race_id: int, *, limit: int = 100, start_key: Mapping[str, Any] | None = None
+    ) -> Page[FinalResult]:
         """A2: final results of a race, score desc (ties: racer id asc)."""
         return self._query_page(
             GSI1,
             GSI1_PK,
             items.race_results_gsi1pk(race_id),
             limit,
-            cursor,
+            start_key,
             items.final_result_from_item,
             False,
             FINAL_RESULT_ATTRIBUTES,
         )
 
-    def class_leaderboard(self, class_id: int, *, limit: int = 100, cursor: str | None = None) -> Page[PersonalBest]:
+    def class_leaderboard(
+        self, class_id: int, *, limit: int = 100, start_key: Mapping[str, Any] | None = None
+    ) -> Page[PersonalBest]:
         """A3: each racer's best final score in the class, desc (ties: racer id asc)."""
         return self._query_page(
             GSI1,
             GSI1_PK,
             items.class_bests_gsi1pk(class_id),
             limit,
-            cursor,
+            start_key,
             items.personal_best_from_item,
             False,
             PERSONAL_BEST_ATTRIBUTES,
         )
 
-    def racer_results(self, racer_id: int, *, limit: int = 100, cursor: str | None = None) -> Page[FinalResult]:
+    def racer_results(
+        self, racer_id: int, *, limit: int = 100, start_key: Mapping[str, Any] | None = None
+    ) -> Page[FinalResult]:
         """A4: a racer's final results across races, newest race first."""
         return self._query_page(
             GSI2,
             GSI2_PK,
             items.racer_gsi2pk(racer_id),
             limit,
-            cursor,
+            start_key,
             items.final_result_from_item,
             False,
             FINAL_RESULT_ATTRIBUTES,
@@ -164,14 +165,13 @@ class ResultsTable:
         key_attribute: str,
         key_value: str,
         limit: int,
-        cursor: str | None,
+        start_key: Mapping[str, Any] | None,
         convert: Callable[[Mapping[str, Any]], T],
         forward: bool,
         attributes: tuple[str, ...],
     ) -> Page[T]:
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be in 1..{MAX_PAGE}")
-        scope = f"{index}|{key_value}"
         params: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": index,
@@ -184,40 +184,21 @@ class ResultsTable:
             "ScanIndexForward": forward,
             "Limit": limit,
         }
-        if cursor is not None:
-            params["ExclusiveStartKey"] = self._decode_cursor(cursor, scope)
-        with _store_errors():
-            response = self._client.query(**params)
+        if start_key is not None:
+            # The raw LastEvaluatedKey of a previous page. Signing it for a client (so that it cannot be
+            # forged) is the caller's business: Django signs it once, with the site's secret.
+            if not _is_key_of(start_key, index, key_attribute, key_value):
+                raise InvalidCursor("start key is not a key of this query")
+            params["ExclusiveStartKey"] = dict(start_key)
+        try:
+            with _store_errors():
+                response = self._client.query(**params)
+        except ClientError as exc:
+            if start_key is not None and exc.response.get("Error", {}).get("Code") == "ValidationException":
+                raise InvalidCursor("start key does not fit this index") from exc
+            raise
         page_items = [convert(item) for item in response.get("Items", [])]
-        last_key = response.get("LastEvaluatedKey")
-        return Page(items=page_items, next_cursor=self._encode_cursor(last_key, scope) if last_key else None)
-
-    # --- cursors: HMAC-signed, bound to the query they came from -------------------------
-
-    def _signature(self, scope: str, payload: bytes) -> bytes:
-        return hmac.new(self._secret, scope.encode() + b"\x00" + payload, hashlib.sha256).digest()[:16]
-
-    def _encode_cursor(self, last_key: Mapping[str, Any], scope: str) -> str:
-        payload = orjson.dumps(last_key, option=orjson.OPT_SORT_KEYS)
-        signature = self._signature(scope, payload)
-        return f"{_b64(payload)}.{_b64(signature)}"
-
-    def _decode_cursor(self, cursor: str, scope: str) -> dict[str, Any]:
-        try:
-            payload_text, signature_text = cursor.split(".")
-            payload = _unb64(payload_text)
-            signature = _unb64(signature_text)
-        except (ValueError, TypeError) as exc:
-            raise InvalidCursor("malformed cursor") from exc
-        if not hmac.compare_digest(signature, self._signature(scope, payload)):
-            raise InvalidCursor("cursor was not issued for this query")
-        try:
-            last_key = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:  # only reachable with a leaked secret
-            raise InvalidCursor("corrupt cursor") from exc
-        if not isinstance(last_key, dict):
-            raise InvalidCursor("corrupt cursor")
-        return last_key
+        return Page(items=page_items, last_key=response.get("LastEvaluatedKey"))
 
     # --- writes: the live item (aggregator) ----------------------------------------------
 
@@ -398,12 +379,21 @@ class ResultsTable:
         return found
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+_INDEX_KEYS = {GSI1: frozenset({PK, SK, GSI1_PK, GSI1_SK}), GSI2: frozenset({PK, SK, GSI2_PK, GSI2_SK})}
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _is_key_of(start_key: Mapping[str, Any], index: str, key_attribute: str, key_value: str) -> bool:
+    """A start key must be a key of this index (table and index keys, all strings) in the partition being
+    queried: a key of another race or class, or of another shape, is refused before DynamoDB sees it."""
+    return (
+        isinstance(start_key, Mapping)
+        and set(start_key) == _INDEX_KEYS[index]
+        and all(
+            isinstance(value, dict) and len(value) == 1 and isinstance(value.get("S"), str)
+            for value in start_key.values()
+        )
+        and start_key[key_attribute] == {"S": key_value}
+    )
 
 
 BOTO_CONFIG = BotoConfig(
@@ -426,7 +416,7 @@ def get_dynamodb_client() -> Any:
 @lru_cache(maxsize=1)
 def get_results_table() -> ResultsTable:
     config = get_config()
-    return ResultsTable(get_dynamodb_client(), config.table_name, config.cursor_secret)
+    return ResultsTable(get_dynamodb_client(), config.table_name)
 
 
 __all__ = ("MergeOutcome", "ResultsTable", "get_dynamodb_client", "get_results_table")

@@ -28,7 +28,7 @@ def _clear_caches() -> None:
     config.get_config.cache_clear()
     store.get_dynamodb_client.cache_clear()
     store.get_results_table.cache_clear()
-    integrations.s3_get_client.cache_clear()
+    integrations.clients_clear()
     history_store.get_s3_client.cache_clear()
     history_store.history_bucket.cache_clear()
 

@@ -46,7 +46,7 @@ def stack() -> Resources:
 
 
 def results_table(resources: Resources) -> ResultsTable:
-    return ResultsTable(boto3.client("dynamodb"), resources.table_name, b"e2e cursor secret")
+    return ResultsTable(boto3.client("dynamodb"), resources.table_name)
 
 
 def history_object(resources: Resources, class_id: int) -> dict[str, Any] | None:
@@ -176,16 +176,25 @@ class TestWholePipeline:
     ):
         resources = stack()
         runner = runner_process()
-        race = RaceSpec(race_id=7002, class_id=4, first_second=1, last_second=30)
-        thread, holder = play_in_background(resources, race, range(101, 126), speed=5)
 
-        # WHEN the runner dies (SIGKILL) once it has processed part of the race
-        def aggregated_some() -> bool:
+        def kinesis_records() -> int | None:
             try:
                 status = status_of(pipeline_env)
             except (FileNotFoundError, json.JSONDecodeError):
-                return False
-            return any(s["kind"] == "kinesis" and s["records"] >= 150 for s in status["sources"])
+                return None
+            return max((s["records"] for s in status["sources"] if s["kind"] == "kinesis"), default=None)
+
+        # The race starts once the runner polls, and lasts 15 s: long enough on a loaded 2-core machine
+        # for the runner to process part of it before it is killed.
+        wait_until(
+            lambda: kinesis_records() is not None, timeout=PIPELINE_TIMEOUT, what="runner polling", output=runner.output
+        )
+        race = RaceSpec(race_id=7002, class_id=4, first_second=1, last_second=30)
+        thread, holder = play_in_background(resources, race, range(101, 126), speed=2)
+
+        # WHEN the runner dies (SIGKILL) once it has processed part of the race
+        def aggregated_some() -> bool:
+            return (kinesis_records() or 0) >= 150
 
         wait_until(aggregated_some, timeout=PIPELINE_TIMEOUT, what="part of the race processed", output=runner.output)
         assert thread.is_alive(), "the race should still be running when the runner dies"

@@ -143,7 +143,7 @@ class TestIdempotency:
         barrier = threading.Barrier(2)
 
         def shard(racers: range) -> None:
-            own_table = ResultsTable(boto3.client("dynamodb"), TABLE_NAME, b"secret")
+            own_table = ResultsTable(boto3.client("dynamodb"), TABLE_NAME)
             try:
                 barrier.wait()
                 for second in range(1, 9):

@@ -83,9 +83,9 @@ def all_results(table: ResultsTable, race_id: int) -> list[FinalResult]:
     found: list[FinalResult] = []
     cursor = None
     while True:
-        page = table.race_results(race_id, limit=10, cursor=cursor)
+        page = table.race_results(race_id, limit=10, start_key=cursor)
         found.extend(page.items)
-        cursor = page.next_cursor
+        cursor = page.last_key
         if cursor is None:
             return found
 
@@ -193,7 +193,7 @@ class TestPipelineOrderIndependence:
     @staticmethod
     def run(dynamodb: Any, table_name: str, windows: list[list[dict[str, Any]]]) -> tuple[Any, ...]:
         schema.create_table(dynamodb, table_name)
-        table = ResultsTable(dynamodb, table_name, b"secret")
+        table = ResultsTable(dynamodb, table_name)
         reader = StreamReader(dynamodb, table_name)
         for window in windows:
             event = KinesisStreamEvent(kinesis_event([kinesis_record(body) for body in window], final=True))
