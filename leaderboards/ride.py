@@ -59,6 +59,7 @@ from races.models import Race, Racer
 from races.selectors import race_current_for_class
 
 from .boards import get_redis
+from .connections import LoopOnlyDispatch
 
 logger = logging.getLogger(__name__)
 
@@ -279,7 +280,7 @@ def _racer_of_session(session: Any) -> Racer | Literal[False] | None:
     return Racer.objects.filter(user_id=user.pk).only("racer_id", "name").first() or False
 
 
-class RideConsumer(AsyncWebsocketConsumer):
+class RideConsumer(LoopOnlyDispatch, AsyncWebsocketConsumer):
     """Async: ORM on the database thread, puts on the batcher's threads; the event loop never waits on I/O."""
 
     async def connect(self) -> None:
