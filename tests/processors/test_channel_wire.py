@@ -25,12 +25,15 @@ class GroupEcho(AsyncJsonWebsocketConsumer):
 @pytest.mark.asyncio
 async def test_published_group_message_reaches_a_real_consumer(redis_url: str, settings) -> None:
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [redis_url]}}
+        "default": {
+            "BACKEND": "alleycat_site.channel_layer.GroupsOnlyPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        }
     }
     communicator = WebsocketCommunicator(GroupEcho.as_asgi(), "/")
     connected, _ = await communicator.connect()
     assert connected
-    await asyncio.sleep(0.3)  # the layer's SUBSCRIBE is sent, not confirmed: let Redis register it
+    await asyncio.sleep(1.0)  # the layer's SUBSCRIBE is sent, not confirmed: let Redis register it
     message = {"type": "standings.update", "race_id": 42, "rows": [{"rank": 1, "name": "Ada", "score": 1.5}]}
 
     receivers = await asyncio.to_thread(channel_wire.group_send, redis.Redis.from_url(redis_url), "race.42", message)
