@@ -12,10 +12,11 @@ from channels.testing import WebsocketCommunicator
 from channels_redis.pubsub import RedisPubSubLoopLayer
 from channels_redis.serializers import registry
 
+from leaderboards.connections import LoopOnlyDispatch
 from processors import channel_wire
 
 
-class GroupEcho(AsyncJsonWebsocketConsumer):
+class GroupEcho(LoopOnlyDispatch, AsyncJsonWebsocketConsumer):
     groups = ["race.42"]
 
     async def standings_update(self, event):
