@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "csp",
     "channels",
     "django_celery_beat",
+    "import_export",
     "races.apps.RacesConfig",
     "leaderboards.apps.LeaderboardsConfig",
     "axes",  # login throttling (admin and site login)
@@ -129,7 +130,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` puts the files WhiteNoise serves in production (DJANGO_STATIC_ROOT to move it).
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [p for p in [BASE_DIR / "static", BASE_DIR / "node_modules_static"] if p.exists()]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -295,6 +297,10 @@ LOGGING = {
 # The pipeline (see docs/contracts.md): boto3 reads AWS_ENDPOINT_URL and AWS_DEFAULT_REGION itself.
 ALLEYCAT_STREAM = env_str("ALLEYCAT_STREAM", "alleycat-bikes")
 ALLEYCAT_PIPELINE_STATUS_FILE = Path(env_str("ALLEYCAT_PIPELINE_STATUS_FILE", str(VAR_DIR / "pipeline-status.json")))
+# A race settles (its results become final) once the pipeline has passed its end + this grace.
+ALLEYCAT_SETTLE_GRACE_SECONDS = int(env_str("ALLEYCAT_SETTLE_GRACE_SECONDS", "120"))
+# The races app publishes each race's identity to the table (races/integrations.py); off in unit tests.
+ALLEYCAT_PUBLISH_RACES = env_bool("ALLEYCAT_PUBLISH_RACES", True)
 
 # Development serves static files straight from the apps (no collectstatic needed).
 WHITENOISE_USE_FINDERS = DEBUG

@@ -12,6 +12,8 @@ from .settings import *  # noqa: E402,F403
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = "memory://"
+# No race identity publishing to DynamoDB unless a test turns it on (with a moto table).
+ALLEYCAT_PUBLISH_RACES = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Per-process cache: tests that need it shared (throttling across processes) use a real Redis.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -3,6 +3,7 @@ from django.http import HttpResponsePermanentRedirect, JsonResponse
 from django.urls import Resolver404, include, path, re_path, resolve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from races.admin_deadletters import dead_letters_view
 from races.admin_pipeline import pipeline_status_view
 
 from .exceptions import json_not_found
@@ -30,6 +31,7 @@ def api_not_found(request, rest: str = ""):
 
 urlpatterns = [
     path("admin/pipeline/", pipeline_status_view, name="admin-pipeline"),  # before admin/: not a model page
+    path("admin/dead-letters/", dead_letters_view, name="admin-dead-letters"),
     path("admin/", admin.site.urls),
     path("api/", include("races.urls")),
     path("api/", include("leaderboards.urls")),

@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 
 from processors.domain import MAX_ID
 from races.models import Race
+from races.services import results_version
 
 from . import integrations, selectors
 from .serializers import (
@@ -176,8 +177,9 @@ class RaceResultsApi(APIView):
         description=(
             "Final results by score (desc; ties by racer id asc) with ranks that continue across pages. "
             "Once the race has ended, racers without a final message follow as DNF rows (status dnf, rank null) "
-            "with their last known score. Results of a race that ended more than a couple of minutes ago never "
-            "change: they carry a strong ETag and a one-year Cache-Control, and If-None-Match gives 304. "
+            "with their last known score. Results of a settled race (the pipeline has passed its end plus a grace "
+            "and reconciled them) never change: they carry a strong ETag and a one-year Cache-Control, and "
+            "If-None-Match gives 304. "
             "Other results carry an ETag with Cache-Control no-cache."
         ),
         parameters=[FilterSerializer, RETRY_AFTER],
@@ -231,7 +233,8 @@ def _results_cache_key(request, race_id: int, limit: int, cursor: str | None) ->
     # The body holds absolute "next" URLs, so the host and scheme are part of the key.
     origin = f"{request.scheme}://{request.get_host()}"
     digest = hashlib.sha256(f"{origin}|{limit}|{cursor or ''}".encode()).hexdigest()[:32]
-    return f"leaderboards:results:{race_id}:{digest}"
+    # A staff void changes settled results: it bumps the race's version (races.services.result_void).
+    return f"leaderboards:results:{race_id}:v{results_version(race_id)}:{digest}"
 
 
 @extend_schema_serializer(component_name="LiveRow")

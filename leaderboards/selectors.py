@@ -14,22 +14,20 @@ never a wrong page. Issued cursors stay far below ``MAX_CURSOR_LENGTH``, the bou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from processors.table import FinalResult, LiveStandings, ResultsTable
+from races.integrations import race_identity_get
 from races.models import Race, RaceClass, Racer
 
-# Results of a race may still change a little after its end (late seconds, the finals
-# handler's lag); after this they never change and are served as immutable.
-RESULTS_SETTLE = timedelta(seconds=getattr(settings, "ALLEYCAT_RESULTS_SETTLE_SECONDS", 120))
-
+SETTLED_CACHE_SECONDS = 24 * 60 * 60
 STATUS_DNF = "dnf"
 STATUS_FINISHED = "finished"
 
@@ -128,9 +126,21 @@ def race_get(*, race_id: int) -> Race | None:
 
 
 def race_results_settled(*, race: Race, now: datetime | None = None) -> bool:
-    """True once the race's results can no longer change (served with a long cache lifetime)."""
-    now = now or timezone.now()
-    return race.status != Race.Status.CANCELLED and now >= race.ends_at + RESULTS_SETTLE
+    """True once the race's results can no longer change (served with a long cache lifetime).
+
+    Not the wall clock: the pipeline marks the race's identity settled once it has passed the
+    race's settle deadline and reconciled its results (processors.table ``settle_race``). One GetItem.
+    """
+    if race.status == Race.Status.CANCELLED:
+        return False
+    key = f"leaderboards:settled:{race.pk}"
+    if cache.get(key):
+        return True  # settling is for good: once seen, no need to ask DynamoDB again
+    identity = race_identity_get(race_id=race.pk)
+    settled = identity is not None and identity.settled
+    if settled:
+        cache.set(key, True, SETTLED_CACHE_SECONDS)
+    return settled
 
 
 # --- race results (A2 + DNF from A1) -----------------------------------------------------

@@ -28,7 +28,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from redis.exceptions import RedisError
 
 from processors import channel_wire
-from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics
+from processors.config import redis_url
+from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, tracer
 from processors.publishing import DEFAULT_TOP_ROWS, board, class_group, race_group, standings_message
 from processors.table import LiveStandings, is_live_image, live_standings_from_item
 
@@ -44,7 +45,7 @@ def top_rows() -> int:
 def get_redis() -> redis.Redis | None:
     """A redis-py client (connections are made on first use and kept warm across invocations), None without
     REDIS_URL."""
-    url = os.environ.get("REDIS_URL")
+    url = redis_url()  # REDIS_URL locally; on AWS the SSM SecureString named by ALLEYCAT_REDIS_URL_PARAMETER
     if not url:
         return None
     return redis.Redis.from_url(
@@ -95,6 +96,7 @@ def publish(standings: list[LiveStandings], top: int) -> tuple[int, int, str | N
 
 
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(correlation_id_path=RECORDS_CORRELATION_PATH, clear_state=True)
 @event_source(data_class=DynamoDBStreamEvent)
 def lambda_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:

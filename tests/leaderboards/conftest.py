@@ -99,6 +99,16 @@ def running_race(make_race) -> Race:
 # --- DynamoDB / S3 seeding through the processors' write functions ------------------------
 
 
+def settle(table: ResultsTable, race: Race) -> None:
+    """Publish the race's identity as the races app does, then settle it as the aggregator does."""
+    from races.integrations import race_identity_of
+
+    table.put_race_identity(race_identity_of(race))
+    identity = table.race_identity(race.pk)
+    assert identity is not None
+    table.settle_race(identity)
+
+
 def seed_live(
     table: ResultsTable,
     race: Race,

@@ -12,7 +12,7 @@ from django.utils import timezone
 from leaderboards import integrations
 from processors.table import store
 from races.models import Race, RaceClass, Racer
-from tests.leaderboards.conftest import seed_finals, seed_history, seed_live
+from tests.leaderboards.conftest import seed_finals, seed_history, seed_live, settle
 
 pytestmark = pytest.mark.django_db
 
@@ -166,8 +166,21 @@ class TestRaceResultsApi:
         assert [r["racer_id"] for r in body["results"]] == [1]
         assert body["next"] is None
 
+    def test_ended_but_unsettled_results_are_not_immutable(self, client, table, finished_race):
+        # ended five minutes ago, but the pipeline has not settled it: results may still change
+        seed_finals(table, finished_race, {1: 10.0, 2: 20.0})
+        from races.integrations import race_identity_of
+
+        table.put_race_identity(race_identity_of(finished_race))
+        response = client.get(f"/api/races/{finished_race.pk}/results/")
+        assert response.status_code == 200 and response["Cache-Control"] == "no-cache"
+        settle(table, finished_race)
+        response = client.get(f"/api/races/{finished_race.pk}/results/")
+        assert "immutable" in response["Cache-Control"]
+
     def test_settled_results_carry_a_strong_etag_and_answer_304(self, client, table, finished_race):
         seed_finals(table, finished_race, {1: 10.0, 2: 20.0})
+        settle(table, finished_race)
         url = f"/api/races/{finished_race.pk}/results/"
         response = client.get(url)
         etag = response["ETag"]
@@ -183,6 +196,7 @@ class TestRaceResultsApi:
     def test_settled_pages_are_read_from_dynamodb_once(self, client, table, finished_race, running_race, monkeypatch):
         seed_finals(table, finished_race, {1: 10.0, 2: 20.0})
         seed_finals(table, running_race, {1: 10.0})
+        settle(table, finished_race)
         settled = client.get(f"/api/races/{finished_race.pk}/results/?limit=1")
         assert client.get(f"/api/races/{running_race.pk}/results/").status_code == 200
         monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # DynamoDB gone from here on

@@ -19,7 +19,7 @@ from processors.local.simulator import RaceSpec, Simulator, profiles
 from processors.local.template import load_local_settings
 from processors.table import store
 from tests.factories import RaceFactory
-from tests.pipeline.test_pipeline import expected_figures
+from tests.pipeline.test_pipeline import expected_figures, publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -55,6 +55,7 @@ async def test_a_websocket_subscriber_sees_the_race_standings_up_to_the_last_sec
     assert first["type"] in ("snapshot", "error")  # no live item yet: an empty snapshot
 
     spec = RaceSpec(race_id=race.pk, class_id=race.race_class_id, first_second=1, last_second=20)
+    await sync_to_async(publish)(resources, spec)
     simulator = Simulator(boto3.client("kinesis"), resources.stream_name)
     result = await asyncio.to_thread(
         simulator.play, spec, profiles((racer_id, None) for racer_id in range(301, 326)), speed=10, collect=True
