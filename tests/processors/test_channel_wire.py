@@ -24,6 +24,7 @@ class GroupEcho(LoopOnlyDispatch, AsyncJsonWebsocketConsumer):
 
 
 @pytest.mark.asyncio
+@pytest.mark.django_db  # Channels closes old database connections when a socket disconnects
 async def test_published_group_message_reaches_a_real_consumer(redis_url: str, settings) -> None:
     settings.CHANNEL_LAYERS = {
         "default": {
