@@ -163,13 +163,14 @@ def _celery_broker_url(redis_url: str) -> str:
 # subscriber connection per Redis for all of its consumers and fans each message out in memory. A
 # standings change thus costs Redis the same for 1 or 10,000 viewers, and a connect storm needs no
 # connection per consumer (the list-based RedisChannelLayer ran out of pool connections at 200
-# connects: issue 8). The Lambda publisher writes the same wire format without Django
+# connects: issue 8). Consumers' own channels stay in memory (alleycat_site/channel_layer.py).
+# The Lambda publisher writes the same wire format without Django
 # (processors/channel_wire.py). Live messages are not stored: a process that is not subscribed at
 # the moment of a publish misses it, which is right for standings (the next one carries everything).
 CHANNEL_LAYER_SOCKET_TIMEOUT = 5
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "alleycat_site.channel_layer.GroupsOnlyPubSubChannelLayer",
         "CONFIG": {
             "hosts": [
                 {

@@ -36,7 +36,7 @@ from races.models import Race, RaceClass
 from races.selectors import race_current_for_class
 
 from . import boards
-from .connections import CLOSE_TOO_SLOW, TRANSPORT_KEY, SendGate
+from .connections import CLOSE_TOO_SLOW, TRANSPORT_KEY, LoopOnlyDispatch, SendGate
 from .selectors import LiveSnapshot, RankedLiveRow, live_snapshot_from_standings, race_get, results_table
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ async def _race_and_snapshot(race_id: int, top: int, racer_id: int | None) -> tu
     return _race_message(race), snapshot
 
 
-class _StandingsConsumer(AsyncJsonWebsocketConsumer):
+class _StandingsConsumer(LoopOnlyDispatch, AsyncJsonWebsocketConsumer):
     """Shared: the ``?racer=`` parameter, bounded forwarding, version ordering, race events."""
 
     race_id: int | None = None

@@ -39,7 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Literal
 
 import boto3
 import orjson
@@ -48,6 +49,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth import get_user as auth_get_user
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -57,6 +59,7 @@ from races.models import Race, Racer
 from races.selectors import race_current_for_class
 
 from .boards import get_redis
+from .connections import LoopOnlyDispatch
 
 logger = logging.getLogger(__name__)
 
@@ -267,22 +270,29 @@ def race_second(*, starts_at: datetime, now: datetime) -> int:
     return int((now - starts_at).total_seconds()) + 1
 
 
-def _racer_of(user_id: int) -> Racer | None:
-    return Racer.objects.filter(user_id=user_id).only("racer_id", "name").first()
+def _racer_of_session(session: Any) -> Racer | Literal[False] | None:
+    """The session's racer in one trip to the database thread: None not logged in, False no racer."""
+    if session is None:
+        return None
+    user = auth_get_user(SimpleNamespace(session=session))
+    if not user.is_authenticated:
+        return None
+    return Racer.objects.filter(user_id=user.pk).only("racer_id", "name").first() or False
 
 
-class RideConsumer(AsyncWebsocketConsumer):
+class RideConsumer(LoopOnlyDispatch, AsyncWebsocketConsumer):
     """Async: ORM on the database thread, puts on the batcher's threads; the event loop never waits on I/O."""
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.accept()  # accept first so the browser sees the close code
+        # Accept first, then look the rider up: the handshake never waits for the database (a storm of
+        # riders connecting at once would otherwise outlast daphne's handshake timeout), and the browser
+        # sees the close code either way. Messages before the lookup completes wait in order.
+        await self.accept()
+        racer = await database_sync_to_async(_racer_of_session)(self.scope.get("session"))
+        if racer is None:
             await self.close(code=CLOSE_NOT_LOGGED_IN)
             return
-        racer = await database_sync_to_async(_racer_of)(user.pk)
-        if racer is None:
-            await self.accept()
+        if racer is False:
             await self.close(code=CLOSE_NO_RACER)
             return
         self.racer_id = racer.racer_id
@@ -292,7 +302,6 @@ class RideConsumer(AsyncWebsocketConsumer):
         # Used only while Redis cannot be reached: then the limit holds per socket.
         self.bucket = TokenBucket(self.rate, self.burst)
         self.races: dict[int, _CurrentRace] = {}
-        await self.accept()
 
     async def _allowed(self) -> bool:
         try:
@@ -301,7 +310,11 @@ class RideConsumer(AsyncWebsocketConsumer):
             logger.warning("Ride rate limit falls back to this socket (Redis: %s)", exc)
             return self.bucket.take()
 
+    racer_id: int | None = None
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.racer_id is None:
+            return  # closed at connect (not logged in, no racer): nothing it sends counts
         if not await self._allowed():
             await self._error("rate_limited")
             return

@@ -5,8 +5,10 @@ import asyncio
 import importlib
 
 import pytest
-from channels_redis.pubsub import RedisPubSubChannelLayer
+import redis
 from django.conf import settings as django_settings
+
+from alleycat_site.channel_layer import GroupsOnlyPubSubChannelLayer
 
 
 def _production_layer_config(monkeypatch, redis_url):
@@ -23,13 +25,16 @@ def _production_layer_config(monkeypatch, redis_url):
 @pytest.mark.asyncio
 async def test_idle_subscriber_outlives_the_socket_timeout(redis_url, monkeypatch):
     config = _production_layer_config(monkeypatch, redis_url)
-    assert config["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert config["BACKEND"] == "alleycat_site.channel_layer.GroupsOnlyPubSubChannelLayer"
     assert django_settings.CHANNEL_LAYERS  # the running test settings are untouched
-    layer = RedisPubSubChannelLayer(**config["CONFIG"])
+    layer = GroupsOnlyPubSubChannelLayer(**config["CONFIG"])
     channel = await layer.new_channel()
     await layer.group_add("race.7", channel)
     (host,) = config["CONFIG"]["hosts"]
     await asyncio.sleep(host["socket_timeout"] + 1)  # nothing arrives for longer than a read may take
     await layer.group_send("race.7", {"type": "standings.update", "version": 2})
     assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "standings.update", "version": 2}
+    # Consumers' own channels are not subscribed in Redis (groups are): connects cost Redis nothing.
+    client = redis.Redis.from_url(redis_url)
+    assert [name.decode() for name in client.pubsub_channels()] == ["asgi__group__race.7"]
     await layer.flush()

@@ -31,7 +31,7 @@ HEADERS = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
 def redis_layer(redis_url: str, settings, monkeypatch: pytest.MonkeyPatch):
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "alleycat_site.channel_layer.GroupsOnlyPubSubChannelLayer",
             "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": 5}]},
         }
     }

@@ -126,7 +126,7 @@ async def test_valid_reading_lands_on_the_stream_for_the_current_race(rider, cur
     await ws.disconnect()
     assert ack["type"] == "ack"
     assert ack["race_id"] == current_race.pk
-    assert 41 <= ack["second"] <= 43  # the race clock, not the browser's
+    assert 41 <= ack["second"] <= 50  # the race clock, not the browser's (41 s in, plus a loaded machine's delay)
     assert ack["output"] == round((90 + 35) * (40 + 65) / 100, 4)
     records = stream_records(stream)
     assert len(records) == 1
@@ -209,7 +209,9 @@ async def test_class_without_current_race(rider, race_class, stream):
     assert stream_records(stream) == []
 
 
-async def test_flood_is_rate_limited(rider, current_race, stream):
+async def test_flood_is_rate_limited(rider, current_race, stream, settings):
+    # A slow refill, so that a loaded machine taking a while over six messages earns no extra token.
+    settings.ALLEYCAT_RIDE_RATE_PER_SECOND = 0.5
     ws = communicator(rider)
     await ws.connect()
     for _ in range(6):
@@ -219,8 +221,8 @@ async def test_flood_is_rate_limited(rider, current_race, stream):
     assert codes[: ride.BURST] == ["ack"] * ride.BURST
     assert codes[ride.BURST :] == ["rate_limited"] * (6 - ride.BURST)
     assert len(stream_records(stream)) == ride.BURST
-    # one a second is always allowed again
-    await asyncio.sleep(1 / ride.RATE_PER_SECOND + 0.05)
+    # one per 1/rate seconds is always allowed again
+    await asyncio.sleep(1 / 0.5 + 0.1)
     await ws.send_to(text_data=json.dumps(reading(classId=current_race.race_class_id)))
     assert json.loads(await ws.receive_from(timeout=5))["type"] == "ack"
     await ws.disconnect()
@@ -276,7 +278,8 @@ def second_rider(rider):
     return session_cookie(user)
 
 
-async def test_rate_limit_holds_per_racer_across_sockets(rider, current_race, stream):
+async def test_rate_limit_holds_per_racer_across_sockets(rider, current_race, stream, settings):
+    settings.ALLEYCAT_RIDE_RATE_PER_SECOND = 0.1  # no refill while the test runs, however slow the machine
     # GIVEN one racer with three sockets open
     sockets = [communicator(rider) for _ in range(3)]
     for ws in sockets:

@@ -29,7 +29,7 @@ def site_on_the_pipeline(pipeline_env, redis_url, settings) -> Iterator[None]:
     """The Django site reading this test's endpoint and Redis (clients are cached per process)."""
     host = {"address": redis_url, "socket_timeout": 5}
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [host]}}
+        "default": {"BACKEND": "alleycat_site.channel_layer.GroupsOnlyPubSubChannelLayer", "CONFIG": {"hosts": [host]}}
     }
     settings.REDIS_URL = redis_url
     for cached in (config.get_config, store.get_dynamodb_client, store.get_results_table):

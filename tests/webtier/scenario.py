@@ -33,6 +33,10 @@ def setup(racers: int, seconds: int) -> dict:
     race_b = Race.objects.create(
         race_class=race_class, starts_at=ends_at, ends_at=ends_at + timedelta(minutes=5), status="scheduled"
     )
+    # The pipeline accepts readings only of races whose identity is in its table (as services publish them).
+    from races.integrations import race_identities_publish
+
+    assert race_identities_publish(races=[race_a, race_b]) == 2
     return {"class_id": race_class.pk, "race_a": race_a.pk, "race_b": race_b.pk, "a_ends_at": ends_at.timestamp()}
 
 

@@ -75,7 +75,19 @@ class Command(BaseCommand):
         services += [
             Service(
                 "web",
-                [python, "-m", "daphne", "-b", host, "-p", str(port), "alleycat_site.asgi:application"],
+                [
+                    python,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    host,
+                    "-p",
+                    str(port),
+                    # A connect storm on a busy machine: handshakes may take longer than daphne's 5 s.
+                    "--websocket_connect_timeout",
+                    "30",
+                    "alleycat_site.asgi:application",
+                ],
                 ready=lambda: _http_ok(f"http://{host}:{port}/healthz"),
             ),
             Service("worker", [python, "-m", "celery", "-A", "alleycat_site", "worker", "-l", "INFO", "-c", "2"]),

@@ -1,0 +1,34 @@
+"""The site's channel layer: channels_redis's pub/sub layer, with groups only.
+
+Channels gives every consumer its own channel, and ``RedisPubSubChannelLayer`` SUBSCRIBEs to each one
+in Redis (one command per connect, serialized behind the layer's lock on one connection). Nothing in
+Alleycat sends to a single consumer's channel: the publisher and the rotation only ``group_send``.
+Measured with bench/bench_viewers.py on a busy 2-core machine, those per-consumer subscriptions
+were what held 1,000 connecting viewers back (about 25 a second got through). This layer keeps each
+consumer's channel in memory only; a group is still subscribed once per process, and the wire format
+of groups (``processors/channel_wire.py``) is unchanged. ``channel_layer.send`` to a specific channel
+of another process is therefore not supported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+from channels_redis.utils import _wrap_close
+
+
+class GroupsOnlyPubSubLoopLayer(RedisPubSubLoopLayer):
+    async def _subscribe_to_channel(self, channel):
+        self.channels[channel] = asyncio.Queue()
+
+
+class GroupsOnlyPubSubChannelLayer(RedisPubSubChannelLayer):
+    def _get_layer(self):
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = GroupsOnlyPubSubLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+        return layer
