@@ -3,6 +3,7 @@
 from django.urls import path
 
 from .apis import (
+    AllTimeApi,
     ClassHistoryApi,
     ClassLeaderboardApi,
     RaceDetailApi,
@@ -21,6 +22,7 @@ urlpatterns = [
     path("races/<int:race_id>/results/", RaceResultsApi.as_view(), name="race-results"),
     path("races/<int:race_id>/live/", RaceLiveApi.as_view(), name="race-live"),
     path("classes/<int:class_id>/leaderboard/", ClassLeaderboardApi.as_view(), name="class-leaderboard"),
+    path("classes/<int:class_id>/all-time/", AllTimeApi.as_view(), name="class-all-time"),
     path("classes/<int:class_id>/history/", ClassHistoryApi.as_view(), name="class-history"),
     path("racers/<int:racer_id>/", RacerDetailApi.as_view(), name="racer-detail"),
     path("racers/<int:racer_id>/results/", RacerResultsApi.as_view(), name="racer-results"),
