@@ -519,6 +519,44 @@ class RacerDetailApi(StoreErrorsMixin, APIView):
         return Response(self.OutputSerializer(profile).data)
 
 
+@extend_schema_serializer(component_name="PreviousRace")
+class PreviousRaceSerializer(serializers.Serializer):
+    race_id = serializers.IntegerField()
+    score = serializers.FloatField()
+
+
+class RacerRaceSummaryApi(StoreErrorsMixin, APIView):
+    @extend_schema_serializer(component_name="RaceSummary")
+    class OutputSerializer(serializers.Serializer):
+        race_id = serializers.IntegerField()
+        class_id = serializers.IntegerField()
+        racer_id = serializers.IntegerField()
+        name = serializers.CharField()
+        status = serializers.ChoiceField(choices=[selectors.STATUS_FINISHED, selectors.STATUS_DNF])
+        rank = serializers.IntegerField(allow_null=True, help_text="Among finishers; null for a DNF.")
+        total = serializers.IntegerField(help_text="Racers in the race, finished or not.")
+        score = serializers.FloatField(help_text="Final score, or the last known one for a DNF.")
+        best_score = serializers.FloatField(allow_null=True, help_text="The racer's personal best in the class.")
+        personal_best = serializers.BooleanField(help_text="This race is the racer's personal best in the class.")
+        previous = PreviousRaceSerializer(allow_null=True, help_text="The racer's race before, same class.")
+
+    @extend_schema(
+        summary="How a racer did in a race",
+        description=(
+            "Rank of N, score, personal best or not, and the racer's previous race in the same class. "
+            "404 when the racer has no final result and no live row in the race."
+        ),
+        parameters=[RETRY_AFTER],
+        responses={200: OutputSerializer, **error_responses(404, 503, 429)},
+    )
+    def get(self, request, racer_id: int, race_id: int):
+        race = _race_or_404(race_id)
+        summary = selectors.race_summary_get(race=race, racer_id=racer_id)
+        if summary is None:
+            raise Http404("This racer has no result in this race.")
+        return Response(self.OutputSerializer(summary).data, headers={"Cache-Control": "no-cache"})
+
+
 class RacerResultsApi(StoreErrorsMixin, APIView):
     class FilterSerializer(PageFilterSerializer):
         pass

@@ -11,6 +11,7 @@ from .apis import (
     RaceLiveApi,
     RacerDetailApi,
     RaceResultsApi,
+    RacerRaceSummaryApi,
     RacerResultsApi,
 )
 
@@ -25,5 +26,6 @@ urlpatterns = [
     path("classes/<int:class_id>/all-time/", AllTimeApi.as_view(), name="class-all-time"),
     path("classes/<int:class_id>/history/", ClassHistoryApi.as_view(), name="class-history"),
     path("racers/<int:racer_id>/", RacerDetailApi.as_view(), name="racer-detail"),
+    path("racers/<int:racer_id>/races/<int:race_id>/", RacerRaceSummaryApi.as_view(), name="racer-race-summary"),
     path("racers/<int:racer_id>/results/", RacerResultsApi.as_view(), name="racer-results"),
 ]
