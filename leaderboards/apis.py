@@ -526,7 +526,7 @@ class PreviousRaceSerializer(serializers.Serializer):
 
 
 class RacerRaceSummaryApi(StoreErrorsMixin, APIView):
-    @extend_schema_serializer(component_name="RaceSummary")
+    @extend_schema_serializer(component_name="RacerRaceSummary")
     class OutputSerializer(serializers.Serializer):
         race_id = serializers.IntegerField()
         class_id = serializers.IntegerField()
