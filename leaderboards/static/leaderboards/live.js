@@ -451,8 +451,19 @@
     rideReading = event.detail;
     if (board) renderAllTime();
   });
-  viewNow.addEventListener("change", showView);
-  viewAllTime.addEventListener("change", showView);
+  function onViewChosen() {
+    // The view is part of the address (#all-time), so it can be shared and survives a reload.
+    var url = window.location.pathname + window.location.search + (viewAllTime.checked ? "#all-time" : "");
+    window.history.replaceState(null, "", url);
+    showView();
+  }
+  viewNow.addEventListener("change", onViewChosen);
+  viewAllTime.addEventListener("change", onViewChosen);
+  window.addEventListener("hashchange", function () {
+    viewAllTime.checked = window.location.hash === "#all-time";
+    viewNow.checked = !viewAllTime.checked;
+    showView();
+  });
   if (window.location.hash === "#all-time") viewAllTime.checked = true;
   showView();
   if (wantBoard()) loadBoard();
