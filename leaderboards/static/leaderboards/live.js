@@ -78,13 +78,28 @@
     return th;
   }
 
+  // A trophy icon (inline SVG: no emoji font needed), named for screen readers.
+  var TROPHY_PATH = "M7 3h10v2h3v3a4 4 0 0 1-4 4h-.4A5 5 0 0 1 13 14.9V18h3v2H8v-2h3v-3.1A5 5 0 0 1 8.4 12H8a4 4 0 0 1-4-4V5h3V3zM6 7v1a2 2 0 0 0 1 1.7V7H6zm12 0h-1v2.7A2 2 0 0 0 18 8V7z";
+  function trophyIcon(label) {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("class", "trophy");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", label);
+    var title = document.createElementNS(ns, "title");
+    title.textContent = label;
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", TROPHY_PATH);
+    svg.appendChild(title);
+    svg.appendChild(path);
+    return svg;
+  }
+  window.alleycatTrophy = trophyIcon; // shared with ride.js
+
   function trophy(th) {
     th.appendChild(document.createTextNode(" "));
-    var icon = cell("span", "🏆", "trophy");
-    icon.setAttribute("role", "img");
-    icon.setAttribute("aria-label", "new best at this second");
-    icon.title = "New best at this second";
-    th.appendChild(icon);
+    th.appendChild(trophyIcon("new best at this second"));
   }
 
   function markLocal(tr, id) {
@@ -284,11 +299,12 @@
     if (local && local.live) {
       text = "Second " + s + ": you rank " + (local.approximate ? "about " : "") + local.rank + " of " + ranked.total +
         " against everyone's all-time best at this second.";
-      if (local.new_best) text += " 🏆 New personal best at this second (was " + num(local.best, 1) + ")!";
+      if (local.new_best) text += " New personal best at this second (was " + num(local.best, 1) + ")!";
     } else if (local) {
       text += " Your best here ranks " + local.rank + ".";
     }
     allTimeSummary.textContent = text;
+    if (local && local.live && local.new_best) allTimeSummary.prepend(trophyIcon("trophy"), " ");
     if (local && local.live) {
       emit("alleycat:all-time", {
         second: s, rank: local.rank, total: ranked.total, approximate: local.approximate,

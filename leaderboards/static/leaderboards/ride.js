@@ -145,7 +145,10 @@
 
   // --- moments: rank, gap, personal-best cues --------------------------------------------
 
-  function cue(text) { cueEl.textContent = text; }
+  function cue(text) {
+    cueEl.textContent = text;
+    if (window.alleycatTrophy) cueEl.prepend(window.alleycatTrophy("trophy"), " ");
+  }
 
   document.addEventListener("alleycat:standings", function (event) {
     var standings = event.detail;
@@ -159,14 +162,14 @@
     else gapEl.textContent = "–";
     if (!cheeredBest && bestScore != null && own.score > bestScore) {
       cheeredBest = true;
-      cue("🏆 You have passed your personal best score in this class (" + bestScore.toFixed(1) + ")!");
+      cue("You have passed your personal best score in this class (" + bestScore.toFixed(1) + ")!");
     }
   });
 
   document.addEventListener("alleycat:all-time", function (event) {
     var moment = event.detail;
     if (moment.new_best) {
-      cue("🏆 New best at second " + moment.second + ": " + moment.output.toFixed(1) +
+      cue("New best at second " + moment.second + ": " + moment.output.toFixed(1) +
         (moment.best != null ? " (was " + moment.best.toFixed(1) + ")" : "") + ".");
     }
   });
@@ -208,9 +211,11 @@
     document.getElementById("summary-rank").textContent =
       (summary.rank == null ? "DNF" : summary.rank) + " of " + summary.total;
     document.getElementById("summary-score").textContent = summary.score.toFixed(1);
-    document.getElementById("summary-best").textContent = summary.personal_best
-      ? "🏆 New personal best"
+    var best = document.getElementById("summary-best");
+    best.textContent = summary.personal_best
+      ? "New personal best"
       : (summary.best_score != null ? "No, best " + summary.best_score.toFixed(1) : "–");
+    if (summary.personal_best && window.alleycatTrophy) best.prepend(window.alleycatTrophy("trophy"), " ");
     var previous = document.getElementById("summary-previous");
     if (summary.previous) {
       var diff = summary.score - summary.previous.score;
