@@ -21,6 +21,7 @@ import gzip
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,25 +65,26 @@ def board_from_history(
     for key, series in ((document or {}).get("racers") or {}).items():
         if isinstance(series, list) and str(key).isdigit():
             racers[int(key)] = series
+    ids = sorted(racers)
     length = max((len(series) for series in racers.values()), default=0)
-    by_second: list[list[tuple[float, int]]] = [[] for _ in range(length)]
-    for racer_id, series in racers.items():
-        for index, value in enumerate(series):
-            if isinstance(value, int | float):
-                by_second[index].append((-float(value), racer_id))
+    # One column per second (racers in id order), each sorted by value desc with a stable sort, so that
+    # equal bests keep the lower racer id first. Sorting positions by the column's own __getitem__ keeps
+    # the per-value work in C: 10,000 racers x 300 seconds take a few seconds, not half a minute.
+    padded = [_numbers(racers[racer_id], length) for racer_id in ids]
     seconds: list[SecondBoard] = []
     listed: set[int] = set()
-    for index, ghosts in enumerate(by_second):
-        ghosts.sort()
-        count = len(ghosts)
+    for index, column in enumerate(zip(*padded, strict=True)):
+        present = [position for position, value in enumerate(column) if value is not None]
+        present.sort(key=column.__getitem__, reverse=True)
+        count = len(present)
         if count <= full_rows:
             stride = 1
-            ranks = range(count)
+            ranks: Iterable[int] = range(count)
         else:
             # Top rows exactly, then evenly spaced ranks down to the last.
             stride = max(1, math.ceil((count - top_rows) / (full_rows - top_rows)))
             ranks = sorted({*range(top_rows), *range(top_rows, count, stride), count - 1})
-        entries = [[rank + 1, ghosts[rank][1], -ghosts[rank][0]] for rank in ranks]
+        entries = [[rank + 1, ids[present[rank]], column[present[rank]]] for rank in ranks]
         listed.update(entry[1] for entry in entries)
         seconds.append(SecondBoard(index + 1, count, stride, entries))
     names = _names(listed)
@@ -95,6 +97,12 @@ def board_from_history(
         names=names,
     )
     return board, racers
+
+
+def _numbers(series: list, length: int) -> list[float | None]:
+    """A racer's series as floats (None where never seen), padded to ``length``."""
+    values = [float(value) if isinstance(value, int | float) else None for value in series]
+    return values + [None] * (length - len(values))
 
 
 def _names(racer_ids: set[int]) -> dict[int, str]:
