@@ -6,7 +6,6 @@
   "use strict";
   var form = document.getElementById("ride-form");
   if (!form) return;
-  var racerId = Number(form.dataset.racerId);
   var classSelect = document.getElementById("ride-class");
   var cadence = document.getElementById("cadence");
   var resistance = document.getElementById("resistance");
@@ -23,7 +22,8 @@
   var cueEl = document.getElementById("ride-cue");
   var summaryEl = document.getElementById("ride-summary");
   var dataEl = document.getElementById("live-data");
-  var ride = dataEl ? JSON.parse(dataEl.textContent).ride : null;
+  var ride = dataEl ? JSON.parse(dataEl.textContent).ride : null; // null: no class to ride in
+  var racerId = ride ? ride.racer_id : null;
   var bestScore = ride ? ride.best_score : null; // personal best in this class before this ride
   var cheeredBest = false;
 
@@ -106,7 +106,7 @@
   }
 
   function start() {
-    if (riding) return;
+    if (riding || racerId == null) return;
     riding = true;
     startButton.disabled = true;
     stopButton.disabled = false;
