@@ -64,6 +64,7 @@ def pages() -> dict:
 
     from processors import history_store
     from processors.table import FinalResult, PersonalBest, get_results_table
+    from races.integrations import race_identities_publish
     from races.models import Race, RaceClass, Racer
 
     race_class = RaceClass.objects.create(name="Sprint", description="Flat out.", display_order=1)
@@ -84,6 +85,8 @@ def pages() -> dict:
     running = Race.objects.create(
         race_class=race_class, starts_at=starts_at, ends_at=starts_at + timedelta(minutes=5), status="active"
     )
+    # The pipeline accepts readings only for races whose identity the races app published to the table.
+    assert race_identities_publish(races=[*ended, running]) == len(ended) + 1
     table = get_results_table()
     # Race 0: racers 1..20 (racer 1 scores 4000); race 2: racers 1..5, racer 1 scores 4200, a personal best.
     scores = {0: {k: 3000.0 + 10 * k for k in range(1, 21)}}

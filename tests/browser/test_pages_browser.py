@@ -124,7 +124,9 @@ def test_pages_all_time_past_races_summary_phone_and_axe(site: Site, browser, tm
     shot(laptop, tmp_path, "racer-1280")
 
     # --- every page on a phone: no horizontal page scroll, no serious axe violation -----------
-    phone = browser.new_context(**PHONE).new_page()
+    # bypass_csp: axe-core is injected as an inline script, which the site's CSP rightly refuses; the
+    # pages' own scripts run under the CSP in the laptop context above.
+    phone = browser.new_context(**PHONE, bypass_csp=True).new_page()
     log_in(phone, site)
     pages = {
         "home": "/",
@@ -151,7 +153,7 @@ def test_pages_all_time_past_races_summary_phone_and_axe(site: Site, browser, tm
     expect(phone.locator("#standings thead th", has_text="Output")).to_be_visible()
     expect(phone.locator("#standings thead th", has_text="Second")).to_be_hidden()
     phone.context.close()
-    logged_out = browser.new_context(**PHONE).new_page()
+    logged_out = browser.new_context(**PHONE, bypass_csp=True).new_page()
     logged_out.goto(f"{site.url}/accounts/login/")
     login_overflow, login_axe = page_overflow(logged_out), serious_violations(logged_out, axe_source)
     if login_overflow > 0 or login_axe:
@@ -200,10 +202,15 @@ def test_ride_shows_rank_gap_cues_and_a_summary(site: Site, browser, tmp_path: P
     summary = ride.locator("#ride-summary")
     expect(summary).to_be_visible(timeout=10_000)
     expect(summary.locator("#ride-summary-status")).to_have_text("Your result is in.", timeout=60_000)
-    # Only the rider has finished: 1st of the 8 who rode; below their 4200 best; against race 2 (4200).
+    # Only the rider has finished: 1st of the 8 who rode. Against their 4200 best (race 2, also their last
+    # race in the class): how long the ride lasted on a loaded machine decides which side of it they are.
     expect(summary.locator("#summary-rank")).to_have_text("1 of 8")
-    expect(summary.locator("#summary-best")).to_have_text("No, best 4200.0")
-    expect(summary.locator("#summary-previous")).to_contain_text(f"#{ids['ended'][2]}: 4200.0 -")
     score = float(summary.locator("#summary-score").text_content())
     assert score > 2745.5  # the seeded 30 seconds and what the rider rode
+    if score > 4200:
+        expect(summary.locator("#summary-best")).to_have_text("trophy New personal best")
+        expect(summary.locator("#summary-previous")).to_have_text(f"#{ids['ended'][2]}: 4200.0 +{score - 4200:.1f}")
+    else:
+        expect(summary.locator("#summary-best")).to_have_text("No, best 4200.0")
+        expect(summary.locator("#summary-previous")).to_have_text(f"#{ids['ended'][2]}: 4200.0 {score - 4200:.1f}")
     shot(ride, tmp_path, "ride-summary-390")
