@@ -3,6 +3,7 @@ ranked and bounded, cached per history version."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 
 import orjson
@@ -53,6 +54,17 @@ def test_etag_304_and_rebuilt_when_history_changes(client, history_bucket, race_
     changed = client.get(url, headers={"if-none-match": first["ETag"]})
     assert changed.status_code == 200
     assert changed.json()["seconds"][0]["entries"] == [[1, 2, 60.0], [2, 1, 50.0]]
+
+
+def test_gzip_when_accepted(client, history_bucket, race_class):
+    seed_history(history_bucket, race_class.pk, {k: {s: 100.0 + k for s in range(1, 301)} for k in range(1, 30)})
+    url = f"/api/classes/{race_class.pk}/all-time/"
+    plain = client.get(url)
+    zipped = client.get(url, headers={"accept-encoding": "gzip"})
+    assert zipped["Content-Encoding"] == "gzip"
+    assert orjson.loads(gzip.decompress(zipped.content)) == plain.json()
+    assert len(zipped.content) < len(plain.content) / 3
+    assert client.get(url, headers={"accept-encoding": "gzip", "if-none-match": zipped["ETag"]}).status_code == 304
 
 
 def test_no_history_yet_is_an_empty_board_and_unknown_class_404(client, history_bucket, race_class):
