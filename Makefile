@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
+# axe-core, injected into pages by the browser tests (tests/browser/test_pages_browser.py).
+AXE := node_modules/axe-core/axe.min.js
 PYTEST_ARGS ?=
 
 .PHONY: run test test-postgres bench lint format migrations-check install install-dev clean sam-install sam-build sam-validate
@@ -19,8 +21,12 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(AXE): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
 install: $(RUNTIME_STAMP)
-install-dev: $(DEV_STAMP)
+install-dev: $(DEV_STAMP) $(AXE)
 
 run: $(RUNTIME_STAMP)
 	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput
@@ -29,7 +35,7 @@ run: $(RUNTIME_STAMP)
 	DJANGO_DEBUG=1 $(PY) manage.py ensure_demo_rider
 	DJANGO_DEBUG=1 exec $(PY) manage.py runstack
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(AXE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The Django tests once more against the database in DATABASE_URL (PostgreSQL in CI).

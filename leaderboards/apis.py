@@ -18,7 +18,9 @@ import orjson
 from django.core.cache import cache
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.http import parse_etags, quote_etag
+from django.views.decorators.gzip import gzip_page
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers
@@ -29,7 +31,7 @@ from processors.domain import MAX_ID
 from races.models import Race
 from races.services import results_version
 
-from . import integrations, selectors
+from . import alltime, integrations, selectors
 from .serializers import (
     NOT_MODIFIED,
     RETRY_AFTER,
@@ -398,6 +400,81 @@ class ClassHistoryApi(APIView):
         return response
 
 
+@extend_schema_serializer(component_name="AllTimeSecond")
+class AllTimeSecondSerializer(serializers.Serializer):
+    second = serializers.IntegerField()
+    count = serializers.IntegerField(help_text="Racers with a personal best at this second.")
+    stride = serializers.IntegerField(
+        help_text="1: every racer is listed and ranks are exact. n > 1: the top rows, then every n-th rank."
+    )
+    entries = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3),
+        help_text="[rank, racer_id, best output], rank asc (best desc, ties by racer id asc).",
+    )
+
+
+@extend_schema_serializer(component_name="AllTimeRacer")
+class AllTimeRacerSerializer(serializers.Serializer):
+    racer_id = serializers.IntegerField()
+    bests = serializers.ListField(
+        child=serializers.FloatField(allow_null=True), help_text="Best output at second i + 1, null if never."
+    )
+
+
+@method_decorator(gzip_page, name="dispatch")  # ~1 MB of JSON for a 1,000-racer class, ~0.4 MB gzipped
+class AllTimeApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        racer = serializers.IntegerField(
+            min_value=0, max_value=MAX_ID, required=False, help_text="Also return this racer's best at every second."
+        )
+
+    @extend_schema_serializer(component_name="AllTimeBoard")
+    class OutputSerializer(serializers.Serializer):
+        class_id = serializers.IntegerField()
+        updated_at = serializers.IntegerField(allow_null=True, help_text="History last changed, ms since epoch.")
+        racer_count = serializers.IntegerField(help_text="Racers with any personal best in the class.")
+        seconds = AllTimeSecondSerializer(many=True, help_text="Second 1 first.")
+        names = serializers.DictField(child=serializers.CharField(), help_text="Racer id -> name of listed racers.")
+        racer = AllTimeRacerSerializer(allow_null=True, help_text="The ?racer= racer's bests, or null.")
+
+    @extend_schema(
+        operation_id="classes_all_time",
+        summary="The All time board of a class",
+        description=(
+            "Every racer's personal-best output at each second of a race in this class (from the class history "
+            "object), ranked per second and bounded: all racers while at most 200 have a best at a second, else "
+            "the top 20 and every stride-th rank. A page loads it once per race and ranks the live racers' "
+            "current output among these bests itself. ETag + If-None-Match (304)."
+        ),
+        parameters=[FilterSerializer, RETRY_AFTER],
+        responses={200: OutputSerializer, 304: NOT_MODIFIED, **error_responses(400, 404, 503, 429)},
+    )
+    def get(self, request, class_id: int):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        if not selectors.class_exists(class_id=class_id):
+            raise Http404("No race class with this id.")
+        board, racers = alltime.all_time_get(class_id=class_id)
+        racer_id = filters.validated_data.get("racer")
+        body = all_time_body(board, racers, racer_id)
+        return _conditional(request, body, cache_control=REVALIDATE)
+
+
+def all_time_body(board: alltime.AllTimeBoard, racers: dict, racer_id: int | None) -> dict:
+    """``AllTimeApi.OutputSerializer`` built directly (tens of thousands of small entries)."""
+    return {
+        "class_id": board.class_id,
+        "updated_at": board.updated_at_ms,
+        "racer_count": board.racer_count,
+        "seconds": [
+            {"second": item.second, "count": item.count, "stride": item.stride, "entries": item.entries}
+            for item in board.seconds
+        ],
+        "names": {str(key): name for key, name in board.names.items()},
+        "racer": {"racer_id": racer_id, "bests": racers.get(racer_id, [])} if racer_id is not None else None,
+    }
+
+
 @extend_schema_serializer(component_name="PersonalBest")
 class PersonalBestSerializer(serializers.Serializer):
     class_id = serializers.IntegerField()
@@ -425,6 +502,44 @@ class RacerDetailApi(APIView):
         if profile is None:
             raise Http404("No racer with this id.")
         return Response(self.OutputSerializer(profile).data)
+
+
+@extend_schema_serializer(component_name="PreviousRace")
+class PreviousRaceSerializer(serializers.Serializer):
+    race_id = serializers.IntegerField()
+    score = serializers.FloatField()
+
+
+class RacerRaceSummaryApi(APIView):
+    @extend_schema_serializer(component_name="RacerRaceSummary")
+    class OutputSerializer(serializers.Serializer):
+        race_id = serializers.IntegerField()
+        class_id = serializers.IntegerField()
+        racer_id = serializers.IntegerField()
+        name = serializers.CharField()
+        status = serializers.ChoiceField(choices=[selectors.STATUS_FINISHED, selectors.STATUS_DNF])
+        rank = serializers.IntegerField(allow_null=True, help_text="Among finishers; null for a DNF.")
+        total = serializers.IntegerField(help_text="Racers in the race, finished or not.")
+        score = serializers.FloatField(help_text="Final score, or the last known one for a DNF.")
+        best_score = serializers.FloatField(allow_null=True, help_text="The racer's personal best in the class.")
+        personal_best = serializers.BooleanField(help_text="This race is the racer's personal best in the class.")
+        previous = PreviousRaceSerializer(allow_null=True, help_text="The racer's race before, same class.")
+
+    @extend_schema(
+        summary="How a racer did in a race",
+        description=(
+            "Rank of N, score, personal best or not, and the racer's previous race in the same class. "
+            "404 when the racer has no final result and no live row in the race."
+        ),
+        parameters=[RETRY_AFTER],
+        responses={200: OutputSerializer, **error_responses(404, 503, 429)},
+    )
+    def get(self, request, racer_id: int, race_id: int):
+        race = _race_or_404(race_id)
+        summary = selectors.race_summary_get(race=race, racer_id=racer_id)
+        if summary is None:
+            raise Http404("This racer has no result in this race.")
+        return Response(self.OutputSerializer(summary).data, headers={"Cache-Control": "no-cache"})
 
 
 class RacerResultsApi(APIView):

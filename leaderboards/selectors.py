@@ -384,6 +384,137 @@ def racer_results_page(
     return rows, _sign(scope, {"k": page.last_key}) if page.last_key else None
 
 
+def personal_best_score(*, class_id: int, racer_id: int) -> float | None:
+    """A racer's best final score in a class (A5, one GetItem), None before any."""
+    best = results_table().personal_best(class_id, racer_id)
+    return best.score if best else None
+
+
 def racer_race_seconds(*, race_id: int, racer_id: int) -> list[float | None]:
     """A racer's output per second of a race, index 0 = second 1 (one GetItem)."""
     return results_table().racer_race_seconds(race_id, racer_id)
+
+
+# --- past races of a class (SQL + A2 top-1 + A1 count) -----------------------------------
+
+
+@dataclass(frozen=True)
+class PastRace:
+    race: Race
+    winner: ResultRow | None  # the top final result, None before any
+    racer_count: int  # racers who rode (finished or not), from the live item
+
+
+def class_past_races(
+    *, class_id: int, limit: int = 10, cursor: str | None = None, now: datetime | None = None
+) -> tuple[list[PastRace], str | None]:
+    """A class's ended races, newest first, each with its winner and racer count.
+
+    Reads: one SQL query; per race one Query (top result, A2 limit 1) and one GetItem (live item, A1).
+    """
+    races, next_cursor = race_list(
+        class_id=class_id, status=Race.Status.FINISHED, limit=limit, cursor=cursor, now=now or timezone.now()
+    )
+    past: list[PastRace] = []
+    table = results_table() if races else None
+    for race in races:
+        top = table.race_results(race.pk, limit=1).items
+        live = table.live_standings(race.pk)
+        past.append(PastRace(race, _final_row(1, top[0]) if top else None, len(live.rows) if live else 0))
+    return past, next_cursor
+
+
+def race_neighbours(*, race: Race) -> tuple[Race | None, Race | None]:
+    """The class's previous and next race (by start time, cancelled ones skipped): two queries."""
+    races = Race.objects.filter(race_class_id=race.race_class_id).not_cancelled()
+    previous = races.filter(starts_at__lt=race.starts_at).order_by("-starts_at", "-id").first()
+    following = races.filter(starts_at__gt=race.starts_at).order_by("starts_at", "id").first()
+    return previous, following
+
+
+# --- a racer's summary of one race (A2 + A1 + A5 + A4) -----------------------------------
+
+SUMMARY_PREVIOUS_PAGES = 4
+
+
+@dataclass(frozen=True)
+class PreviousRace:
+    race_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class RaceSummary:
+    race_id: int
+    class_id: int
+    racer_id: int
+    name: str
+    status: str  # finished, dnf
+    rank: int | None  # None for a DNF
+    total: int  # racers in the race, finished or not
+    score: float
+    best_score: float | None  # the racer's personal best in the class (may be this race)
+    personal_best: bool  # this race is the racer's personal best in the class
+    previous: PreviousRace | None  # the racer's race before this one in the same class
+
+    @property
+    def difference(self) -> float | None:
+        """Score against the previous race in the class (positive: better)."""
+        return round(self.score - self.previous.score, 4) if self.previous else None
+
+
+def race_summary_get(*, race: Race, racer_id: int) -> RaceSummary | None:
+    """How one racer did in one race: rank of N, score, personal best or not, against their previous race
+    in the class. ``None`` when the racer has neither a final result nor a live row in the race.
+
+    Reads: the race's final results (A2, paged; a race holds at most a few thousand), the live item (A1),
+    the personal best (A5), and the racer's newest results (A4, a few pages at most).
+    """
+    table = results_table()
+    finals: list[FinalResult] = []
+    key = None
+    while True:
+        page = table.race_results(race.pk, limit=1000, start_key=key)
+        finals.extend(page.items)
+        key = page.last_key
+        if not key:
+            break
+    live = table.live_standings(race.pk)
+    finished_ids = {result.racer_id for result in finals}
+    dnf = [row for row in live.rows if row.racer_id not in finished_ids] if live else []
+    total = len(finals) + len(dnf)
+    own = next(((index, r) for index, r in enumerate(finals) if r.racer_id == racer_id), None)
+    if own is not None:
+        rank, name, score, status = own[0] + 1, own[1].name, own[1].score, STATUS_FINISHED
+    else:
+        row = next((r for r in dnf if r.racer_id == racer_id), None)
+        if row is None:
+            return None
+        rank, name, score, status = None, row.name, row.score, STATUS_DNF
+    best = table.personal_best(race.race_class_id, racer_id)
+    previous = None
+    key, seen_this = None, False
+    for _ in range(SUMMARY_PREVIOUS_PAGES):
+        page = table.racer_results(racer_id, limit=50, start_key=key)
+        for result in page.items:
+            if result.race_id == race.pk:
+                seen_this = True
+            elif result.class_id == race.race_class_id and (seen_this or result.race_id < race.pk):
+                previous = PreviousRace(result.race_id, result.score)
+                break
+        key = page.last_key
+        if previous is not None or not key:
+            break
+    return RaceSummary(
+        race_id=race.pk,
+        class_id=race.race_class_id,
+        racer_id=racer_id,
+        name=name,
+        status=status,
+        rank=rank,
+        total=total,
+        score=score,
+        best_score=best.score if best else None,
+        personal_best=best is not None and best.race_id == race.pk,
+        previous=previous,
+    )

@@ -5,6 +5,7 @@ from django.urls import path
 from alleycat_site import converters  # noqa: F401  registers <id:...>
 
 from .apis import (
+    AllTimeApi,
     ClassHistoryApi,
     ClassLeaderboardApi,
     RaceDetailApi,
@@ -12,6 +13,7 @@ from .apis import (
     RaceLiveApi,
     RacerDetailApi,
     RaceResultsApi,
+    RacerRaceSummaryApi,
     RacerResultsApi,
 )
 
@@ -23,7 +25,9 @@ urlpatterns = [
     path("races/<id:race_id>/results/", RaceResultsApi.as_view(), name="race-results"),
     path("races/<id:race_id>/live/", RaceLiveApi.as_view(), name="race-live"),
     path("classes/<id:class_id>/leaderboard/", ClassLeaderboardApi.as_view(), name="class-leaderboard"),
+    path("classes/<id:class_id>/all-time/", AllTimeApi.as_view(), name="class-all-time"),
     path("classes/<id:class_id>/history/", ClassHistoryApi.as_view(), name="class-history"),
     path("racers/<id:racer_id>/", RacerDetailApi.as_view(), name="racer-detail"),
+    path("racers/<id:racer_id>/races/<id:race_id>/", RacerRaceSummaryApi.as_view(), name="racer-race-summary"),
     path("racers/<id:racer_id>/results/", RacerResultsApi.as_view(), name="racer-results"),
 ]

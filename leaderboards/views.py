@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
 
 from alleycat_site.converters import MAX_ID_DIGITS
@@ -33,6 +35,7 @@ LIVE_ROWS = 100
 RESULTS_PAGE = 100
 LEADERBOARD_PAGE = 100
 RACER_RESULTS_PAGE = 50
+PAST_RACES_PAGE = 10
 
 
 def _int_param(request: HttpRequest, name: str) -> int | None:
@@ -66,8 +69,58 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "leaderboards/home.html", {"classes": classes, "now": now})
 
 
+def race_json(race: Race | None, now: datetime) -> dict[str, Any] | None:
+    """A race as the live messages carry it (README, "Live messages"), snake_case."""
+    if race is None:
+        return None
+    return {
+        "id": race.pk,
+        "class_id": race.race_class_id,
+        "starts_at": race.starts_at.isoformat(),
+        "ends_at": race.ends_at.isoformat(),
+        "status": race.state_at(now),
+    }
+
+
+def row_json(row: selectors.RankedLiveRow) -> dict[str, Any]:
+    return {
+        "rank": row.rank,
+        "racer_id": row.racer_id,
+        "name": row.name,
+        "score": row.score,
+        "second": row.second,
+        "output": row.output,
+        "finished": row.finished,
+    }
+
+
+def live_data(
+    *, race_class: RaceClass, race: Race | None, snapshot: selectors.LiveSnapshot | None, racer_id: int | None, now
+) -> dict[str, Any]:
+    """What live.js starts from (json_script): the page's first snapshot, shaped as the socket's ``snapshot``."""
+    return {
+        "class_id": race_class.pk,
+        "racer_id": racer_id,
+        "ws_path": f"/ws/classes/{race_class.pk}/",
+        "all_time_url": reverse("leaderboards:class-all-time", args=[race_class.pk]),
+        "current_race_url": f"/api/classes/{race_class.pk}/current-race/",
+        "snapshot": {
+            "type": "snapshot",
+            "race": race_json(race, now),
+            "race_id": race.pk if race else None,
+            "class_id": race_class.pk,
+            "total": snapshot.total if snapshot else 0,
+            "version": snapshot.version if snapshot else 0,
+            "updated_at": snapshot.updated_at_ms if snapshot else None,
+            "rows": [row_json(row) for row in snapshot.rows] if snapshot else [],
+            "racer": row_json(snapshot.racer_row) if snapshot and snapshot.racer_row else None,
+        },
+    }
+
+
 def class_live(request: HttpRequest, class_id: int) -> HttpResponse:
-    """ "Here now": the class's current race with live standings (updated over /ws/classes/<id>/)."""
+    """ "Here now" and "All time" of the class's current race (updated over /ws/classes/<id>/), then its
+    past races."""
     race_class = get_object_or_404(RaceClass, pk=class_id)
     now = timezone.now()
     race = race_current_for_class(class_id=class_id, now=now)
@@ -75,16 +128,20 @@ def class_live(request: HttpRequest, class_id: int) -> HttpResponse:
     racer_id = _int_param(request, "racer")
     if racer_id is None:
         racer_id = _own_racer_id(request)
+    races_cursor = request.GET.get("races") or None
     snapshot = None
     store_error = False
-    if race is not None:
-        try:
+    past: list[selectors.PastRace] = []
+    next_races = None
+    try:
+        if race is not None:
             snapshot = selectors.live_snapshot_get(race=race, top=LIVE_ROWS, racer_id=racer_id)
-        except Exception as exc:
-            # The page still works without the first rows: it fills in live once the store is back.
-            if not is_store_unavailable(exc):
-                raise
-            store_error = True
+        past, next_races = selectors.class_past_races(class_id=class_id, limit=PAST_RACES_PAGE, cursor=races_cursor)
+    except Exception as exc:
+        # The page still works without the first rows: it fills in live once the store is back.
+        if not is_store_unavailable(exc):
+            raise
+        store_error = True
     rows = snapshot.rows if snapshot else []
     own = snapshot.racer_row if snapshot else None
     if own is not None and any(row.racer_id == own.racer_id for row in rows):
@@ -104,6 +161,10 @@ def class_live(request: HttpRequest, class_id: int) -> HttpResponse:
             "store_message": STORE_UNAVAILABLE_MESSAGE,
             "remaining": clock(seconds_remaining(race=race, now=now)) if race else None,
             "now": now,
+            "live_data": live_data(race_class=race_class, race=race, snapshot=snapshot, racer_id=racer_id, now=now),
+            "past_races": past,
+            "next_races": next_races,
+            "races_first_page": races_cursor is None,
         },
     )
 
@@ -113,10 +174,18 @@ def race_results(request: HttpRequest, race_id: int) -> HttpResponse:
     race = get_object_or_404(Race.objects.select_related("race_class"), pk=race_id)
     cursor = request.GET.get("cursor") or None
     rows, next_cursor = selectors.race_results_page(race=race, limit=RESULTS_PAGE, cursor=cursor)
+    previous, following = selectors.race_neighbours(race=race)
     return render(
         request,
         "leaderboards/race_results.html",
-        {"race": race, "state": race.state_at(timezone.now()), "rows": rows, "next_cursor": next_cursor},
+        {
+            "race": race,
+            "state": race.state_at(timezone.now()),
+            "rows": rows,
+            "next_cursor": next_cursor,
+            "previous_race": previous,
+            "next_race": following,
+        },
     )
 
 
@@ -218,6 +287,10 @@ def racer_detail(request: HttpRequest, racer_id: int) -> HttpResponse:
     if chosen_race_id is None and results:
         chosen_race_id = results[0].race_id
     seconds = selectors.racer_race_seconds(race_id=chosen_race_id, racer_id=racer_id) if chosen_race_id else []
+    summary = None
+    if cursor is None and results:
+        latest = Race.objects.filter(pk=results[0].race_id).first()
+        summary = selectors.race_summary_get(race=latest, racer_id=racer_id) if latest else None
     oldest_first = list(reversed(results))
     score_chart = (
         line_chart([r.score for r in oldest_first], [f"Race {r.race_id}" for r in oldest_first], dots=True)
@@ -241,13 +314,15 @@ def racer_detail(request: HttpRequest, racer_id: int) -> HttpResponse:
             "seconds_count": len(known_seconds),
             "seconds_best": max(known_seconds) if known_seconds else None,
             "seconds_total": round(sum(known_seconds), 4) if known_seconds else None,
+            "summary": summary,
         },
     )
 
 
 @login_required
 def ride(request: HttpRequest) -> HttpResponse:
-    """The bike in the browser: pick a class, press Start, send cadence and resistance once a second."""
+    """The bike in the browser: pick a class, press Start, send cadence and resistance once a second;
+    live rank, gap and personal-best cues while riding, a summary after the race."""
     racer = Racer.objects.filter(user_id=request.user.pk).first()
     now: datetime = timezone.now()
     classes = race_class_list_with_current(now=now)
@@ -255,8 +330,41 @@ def ride(request: HttpRequest) -> HttpResponse:
     class_ids = [c.race_class.pk for c in classes]
     if chosen not in class_ids:
         chosen = class_ids[0] if class_ids else None
+    chosen_item = next((c for c in classes if c.race_class.pk == chosen), None)
+    data = None
+    store_error = False
+    if racer is not None and chosen_item is not None:
+        race = chosen_item.current
+        snapshot = None
+        best = None
+        try:
+            if race is not None:
+                snapshot = selectors.live_snapshot_get(race=race, top=LIVE_ROWS, racer_id=racer.racer_id)
+            best = selectors.personal_best_score(class_id=chosen, racer_id=racer.racer_id)
+        except Exception as exc:
+            if not is_store_unavailable(exc):
+                raise
+            store_error = True
+        data = live_data(
+            race_class=chosen_item.race_class, race=race, snapshot=snapshot, racer_id=racer.racer_id, now=now
+        )
+        data["racer_name"] = racer.name
+        data["ride"] = {
+            "racer_id": racer.racer_id,
+            "best_score": best,
+            "summary_url": f"/api/racers/{racer.racer_id}/races/",
+        }
     return render(
         request,
         "leaderboards/ride.html",
-        {"racer": racer, "classes": classes, "chosen_class_id": chosen, "now": now},
+        {
+            "racer": racer,
+            "classes": classes,
+            "chosen_class_id": chosen,
+            "chosen": chosen_item,
+            "now": now,
+            "live_data": data,
+            "store_error": store_error,
+            "store_message": STORE_UNAVAILABLE_MESSAGE,
+        },
     )

@@ -166,8 +166,9 @@ def _watch_the_race(site: Site, browser, tmp_path: Path, ids: dict, bikes: Bikes
     expect(own.locator("th")).to_contain_text("Ada Pedal")
     shot(ride, tmp_path, "ride-phone")
 
-    live.get_by_label("All time: compare each rider with their best at this second").check()
-    expect(live.locator("#standings thead th.ghost").first).to_be_visible()
+    live.locator("#view-switch").get_by_text("All time").click()
+    expect(live.locator("#all-time-board")).to_be_visible()
+    expect(live.locator("#standings")).to_be_hidden()
     shot(live, tmp_path, "live-race-a")
 
     # Race A ends: the rotation finishes it and starts race B; the page follows by itself.
@@ -182,15 +183,13 @@ def _watch_the_race(site: Site, browser, tmp_path: Path, ids: dict, bikes: Bikes
     expect(live.locator("#race-finished")).to_be_visible()
     expect(live.locator("#finished-link")).to_have_attribute("href", f"/races/{race_a}/")
     expect(live.locator("#caption-text")).to_have_text(f"Live standings of race #{race_b}")
-    expect(live.locator('#standings-rows tr[data-racer-id="3"]')).to_be_visible(timeout=20_000)
+    expect(live.locator('#all-time-rows tr[data-racer-id="3"]')).to_be_visible(timeout=20_000)
     assert live.evaluate("window.__sameDocument") is True
 
-    # "All time": race A's seconds are now Cleo's personal bests; she rides harder in race B.
-    ghost = live.locator('#standings-rows tr[data-racer-id="3"] td.ghost')
-    wait_until(
-        lambda: ghost.nth(1).text_content().startswith("+"), timeout=30, message="Cleo ahead of her personal best"
-    )
-    best = float(ghost.nth(0).text_content())
+    # "All time": race A's seconds are now Cleo's personal bests; she rides harder in race B: a trophy.
+    cleo = live.locator('#all-time-rows tr.live[data-racer-id="3"]')
+    expect(cleo.get_by_role("img", name="new best at this second")).to_be_visible(timeout=30_000)
+    best = float(cleo.locator("td").nth(2).text_content())  # rank, output, her own best at this second
     assert 150 < best < 200  # (120..122 + 35) * (60 + 65) / 100 at that second of race A
     shot(live, tmp_path, "live-race-b")
 

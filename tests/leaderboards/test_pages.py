@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -77,6 +78,13 @@ def sprint():
     return RaceClass.objects.create(name="Sprint", description="Flat out.", display_order=1)
 
 
+def live_data_of(response) -> dict:
+    """The data a page hands its JavaScript (json_script ``live-data``)."""
+    html = response.content.decode()
+    text = html.split('<script id="live-data" type="application/json">')[1].split("</script>")[0]
+    return json.loads(text)
+
+
 def make_race(race_class: RaceClass, *, start_offset: timedelta, minutes: int = 5) -> Race:
     now = timezone.now().replace(microsecond=0)
     starts_at = now + start_offset
@@ -123,13 +131,16 @@ class TestClassLivePage:
         response = client.get(f"/classes/{sprint.pk}/")
         assert response.status_code == 200
         html = response.content.decode()
-        assert f'data-race-id="{race.pk}"' in html
-        assert f'data-ws-path="/ws/classes/{sprint.pk}/"' in html
-        assert f'data-history-url="/api/classes/{sprint.pk}/history/"' in html
+        data = live_data_of(response)
+        assert data["snapshot"]["race_id"] == race.pk and data["snapshot"]["race"]["id"] == race.pk
+        assert data["ws_path"] == f"/ws/classes/{sprint.pk}/"
+        assert data["all_time_url"] == f"/api/classes/{sprint.pk}/all-time/"
+        assert [row["racer_id"] for row in data["snapshot"]["rows"]] == [7, 3, 9]
+        assert data["snapshot"]["total"] == 3
         # Ada: 3 seconds of (125*115/100, 130*115/100, 135*115/100) > Bo: 2 * 155*115/100 > Cleo
         assert html.index("Ada Pedal") < html.index("Bo Spoke") < html.index("Cleo")
         assert '<span id="total">3</span>' in html
-        assert '<label for="all-time">' in html and 'id="all-time"' in html
+        assert '<label for="view-all-time">All time</label>' in html and 'id="all-time-board"' in html
         assert '<th scope="col" class="num">Rank</th>' in html
 
     def test_own_row_highlighted(self, client, sprint, table):
@@ -145,8 +156,9 @@ class TestClassLivePage:
         race = make_race(sprint, start_offset=-timedelta(minutes=1))
         seed_live(table, race, {7: ("Ada Pedal", [90])})
         client.force_login(user)
-        html = client.get(f"/classes/{sprint.pk}/").content.decode()
-        assert 'data-racer-id="7"\n' in html or 'data-racer-id="7"' in html.split("data-ws-path")[0]
+        response = client.get(f"/classes/{sprint.pk}/")
+        html = response.content.decode()
+        assert live_data_of(response)["racer_id"] == 7
         assert 'class="own"' in html
 
     def test_no_current_race_shows_next_start(self, client, sprint):
@@ -292,18 +304,21 @@ class TestRidePage:
         response = client.post("/accounts/login/", {"username": "rider", "password": "pw-for-tests", "next": "/ride/"})
         assert response.status_code == 302 and response["Location"] == "/ride/"
 
-    def test_racer_sees_controls_for_chosen_class(self, client, sprint):
+    def test_racer_sees_controls_for_chosen_class(self, client, sprint, table):
         hill = RaceClass.objects.create(name="Hill Climb", display_order=2)
         user = get_user_model().objects.create_user("rider", password="pw-for-tests")
         Racer.objects.create(racer_id=1, name="Ada Pedal", user=user)
         make_race(hill, start_offset=-timedelta(minutes=1))
         client.force_login(user)
-        html = client.get(f"/ride/?class={hill.pk}").content.decode()
+        response = client.get(f"/ride/?class={hill.pk}")
+        html = response.content.decode()
         assert 'data-racer-id="1"' in html and 'data-ws-path="/ws/ride/"' in html
         assert '<label for="cadence">' in html and '<label for="resistance">' in html
         assert f'<option value="{hill.pk}" selected>Hill Climb</option>' in html
         assert "Sprint (no race now)" in html
-        assert f'data-ws-path="/ws/classes/{hill.pk}/"' in html
+        data = live_data_of(response)
+        assert data["ws_path"] == f"/ws/classes/{hill.pk}/" and data["racer_id"] == 1
+        assert data["ride"] == {"racer_id": 1, "best_score": None, "summary_url": "/api/racers/1/races/"}
         assert "ride.js" in html
 
     def test_user_without_racer_is_told_so(self, client, sprint):
@@ -319,20 +334,20 @@ class TestPageQueryCounts:
     def test_class_live(self, client, sprint, table, django_assert_num_queries):
         race = make_race(sprint, start_offset=-timedelta(minutes=1))
         seed_live(table, race, {i: (f"Racer {i}", [80 + i]) for i in range(1, 30)})
-        with django_assert_num_queries(2):  # the class, its current race
+        with django_assert_num_queries(3):  # the class, its current race, its past races
             response = client.get(f"/classes/{sprint.pk}/?racer=3")
         assert response.content.decode().count("<tr data-racer-id=") == 29
 
     def test_race_results(self, client, sprint, table, django_assert_num_queries):
         race = make_race(sprint, start_offset=-timedelta(minutes=10))
         table.put_final_results([FinalResult(race.pk, sprint.pk, i, f"R{i}", 100.0 + i, 300, i) for i in range(1, 40)])
-        with django_assert_num_queries(1):
+        with django_assert_num_queries(3):  # the race, the previous and the next race of the class
             client.get(f"/races/{race.pk}/")
 
     def test_racer(self, client, sprint, table, django_assert_num_queries):
         Racer.objects.create(racer_id=5, name="Eli Crank")
         table.put_final_results([FinalResult(r, sprint.pk, 5, "Eli Crank", 400.0 + r, 300, r) for r in range(1, 20)])
-        with django_assert_num_queries(3):  # the racer, the classes (bests), the class names of the results
+        with django_assert_num_queries(4):  # the racer, the classes (bests), the class names, the latest race
             response = client.get("/racers/5/")
         assert response.content.decode().count('class="dot"') == 19
 
