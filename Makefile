@@ -6,7 +6,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: run test test-postgres bench lint format migrations-check install install-dev clean
+.PHONY: run test test-postgres bench lint format migrations-check install install-dev clean sam-install sam-build sam-validate
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,5 +52,28 @@ format: $(DEV_STAMP)
 migrations-check: $(DEV_STAMP)
 	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 
+# AWS SAM CLI in its own virtualenv (its pins conflict with ours). `sam build` needs no container:
+# infra/lambda/Makefile builds each function from processors/ + processors/requirements-lambda*.txt.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_STAMP := $(SAM_VENV)/.installed
+SAM_BUILD_DIR := .aws-sam/build
+
+$(SAM_STAMP): requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	touch $@
+
+sam-install: $(SAM_STAMP)
+
+# SAM_CLI_TELEMETRY=0: no usage reports; the build only needs PyPI.
+sam-build: $(SAM_STAMP)
+	SAM_CLI_TELEMETRY=0 $(SAM) build --template-file infra/template.yaml --build-dir $(SAM_BUILD_DIR) \
+		--parallel --no-cached
+	@du -s --apparent-size --block-size=1K $(SAM_BUILD_DIR)/*Function | sed 's|$(SAM_BUILD_DIR)/||'
+
+sam-validate: $(SAM_STAMP)
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template-file infra/template.yaml
+
 clean:
-	rm -rf $(VENV) var staticfiles
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam var staticfiles

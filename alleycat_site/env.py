@@ -39,3 +39,13 @@ def env_required(name: str) -> str:
     if not value:
         raise ImproperlyConfigured(f"Set the environment variable {name} (required in production mode).")
     return value
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None

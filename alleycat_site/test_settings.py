@@ -12,7 +12,11 @@ from .settings import *  # noqa: E402,F403
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = "memory://"
+# No race identity publishing to DynamoDB unless a test turns it on (with a moto table).
+ALLEYCAT_PUBLISH_RACES = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Per-process cache: tests that need it shared (throttling across processes) use a real Redis.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "10000/minute", "user": "10000/minute"}}  # noqa: F405
 
 # Close connections after each request, so no thread keeps the test database open at teardown.

@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.http import JsonResponse
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.http import HttpResponsePermanentRedirect, JsonResponse
+from django.urls import Resolver404, include, path, re_path, resolve
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from races.admin_deadletters import dead_letters_view
 from races.admin_pipeline import pipeline_status_view
 
 from .exceptions import json_not_found
@@ -12,13 +13,32 @@ def health(request):
     return JsonResponse({"status": "ok"})
 
 
+def api_not_found(request, rest: str = ""):
+    """Any other path under /api/: a JSON 404 (the HTML 404 page is for people), in DEBUG mode too.
+
+    Matching every path here takes APPEND_SLASH's redirect away from CommonMiddleware, so it is done here.
+    """
+    if not request.path_info.endswith("/"):
+        try:
+            match = resolve(request.path_info + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            query = request.META.get("QUERY_STRING")
+            return HttpResponsePermanentRedirect(request.path + "/" + (f"?{query}" if query else ""))
+    return json_not_found(request)
+
+
 urlpatterns = [
     path("admin/pipeline/", pipeline_status_view, name="admin-pipeline"),  # before admin/: not a model page
+    path("admin/dead-letters/", dead_letters_view, name="admin-dead-letters"),
     path("admin/", admin.site.urls),
     path("api/", include("races.urls")),
     path("api/", include("leaderboards.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's init script as its own request (?script=): no inline script for the CSP.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found),  # last of /api/: what nothing above matched
     path("healthz", health, name="health"),
     path("", include("leaderboards.page_urls")),
 ]

@@ -93,7 +93,7 @@ def main() -> int:
     import boto3
 
     from processors.local.simulator import RaceSpec, Simulator, profiles
-    from processors.table import items
+    from processors.table import RaceIdentity, ResultsTable, items
 
     work = Path(tempfile.mkdtemp(prefix="alleycat-bench-"))
     port = free_port()
@@ -147,6 +147,19 @@ def main() -> int:
         kinesis = boto3.client("kinesis")
         stream = os.environ.get("ALLEYCAT_STREAM") or "alleycat-bikes"
         race = RaceSpec(race_id=int(time.time()) % 1_000_000 + 1, class_id=1, first_second=1, last_second=args.seconds)
+        # The aggregator counts readings only for races it knows: publish the race as the races app would.
+        now_ms = int(time.time() * 1000)
+        results = ResultsTable(boto3.client("dynamodb"), os.environ.get("ALLEYCAT_TABLE") or "alleycat")
+        results.put_race_identity(
+            RaceIdentity(
+                race_id=race.race_id,
+                class_id=race.class_id,
+                starts_at_ms=now_ms,
+                ends_at_ms=now_ms + args.seconds * 1000,
+                length_s=args.seconds,
+                settle_at_ms=now_ms + (args.seconds + 600) * 1000,
+            )
+        )
         racers = profiles((racer_id, None) for racer_id in range(1, args.racers + 1))
         simulator = Simulator(kinesis, stream)
         sim_result: dict[str, Any] = {}

@@ -114,6 +114,11 @@ def main() -> int:
             FinalResult(race.pk, race_class.pk, racer_id, f"Racer {racer_id}", 1000 + racer_id * 0.37, 300, 0)
             for racer_id in range(1, args.racers + 1)
         )
+        # Settled as the pipeline settles it (identity published by the races app, then settle_race).
+        from races.integrations import race_identity_of
+
+        get_results_table().put_race_identity(race_identity_of(race))
+        get_results_table().settle_race(get_results_table().race_identity(race.pk))
 
         client = Client(HTTP_HOST="localhost")
         url = f"/api/races/{race.pk}/results/?limit=100"
@@ -153,7 +158,7 @@ def main() -> int:
         query_median = statistics.median(query_ms)
         warm_median, warm_p90 = measure(cold=False)
         print(f"results API, first page of 100 of {args.racers} racers, {args.runs} runs each:")
-        print(f"  cold (page not cached: SQL + DynamoDB Query): median {cold_median:.1f} ms, p90 {cold_p90:.1f} ms")
+        print(f"  cold (SQL + identity GetItem + Query): median {cold_median:.1f} ms, p90 {cold_p90:.1f} ms")
         print(f"    of which the DynamoDB Query to the embedded endpoint: median {query_median:.1f} ms")
         client_cpu = (client_after - client_before) / args.runs
         if server_before is not None and server_after is not None:

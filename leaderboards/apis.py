@@ -1,8 +1,10 @@
 """Read-only REST API of results, live standings, all-time bests, history and racers (mounted at /api/).
 
 Anonymous reads, throttled (settings); writes are refused to all but staff by the default
-permission. Errors are JSON (``alleycat_site.exceptions``): the stores' errors are translated
-here — a forged cursor is a 400, an unreachable DynamoDB or S3 a 503 with Retry-After.
+permission. Errors are JSON, and the stores' errors are translated in one place
+(``alleycat_site.exceptions.api_exception_handler``): a forged cursor is a 400, any failure of
+DynamoDB or S3 a 503 with Retry-After. Ids in paths are bounded by the ``<id:...>`` converter,
+ids in query strings by their serializer fields (``MAX_ID``): out of range is a 404 / 400, never a 500.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import zlib
 from collections.abc import Iterator
 
 import orjson
-from botocore.exceptions import BotoCoreError, ClientError
 from django.core.cache import cache
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
@@ -24,9 +25,9 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from alleycat_site.exceptions import ApplicationError, ServiceUnavailable
-from processors.table import InvalidCursor, StoreUnavailable
+from processors.domain import MAX_ID
 from races.models import Race
+from races.services import results_version
 
 from . import integrations, selectors
 from .serializers import (
@@ -40,38 +41,11 @@ from .serializers import (
 
 logger = logging.getLogger(__name__)
 
-INVALID_CURSOR = "This cursor was not issued for this list."
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 HISTORY_CACHE = "public, max-age=30, must-revalidate"
 PLAIN_ETAG_SUFFIX = "-identity"
 RESULTS_CACHE_SECONDS = 24 * 60 * 60
-
-
-# DynamoDB answers that mean "not reachable / not set up" rather than a bug in the request.
-_UNAVAILABLE_CLIENT_ERRORS = frozenset(
-    {"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException", "RequestExpired"}
-)
-MAX_ID = 2**53 - 1  # ids survive JSON numbers (processors.domain.MAX_ID); larger ones exist nowhere
-
-
-class StoreErrorsMixin:
-    """Ids out of range are a 404; the stores' errors become API errors before DRF's handler sees them."""
-
-    def initial(self, request, *args, **kwargs):
-        if any(name.endswith("_id") and value > MAX_ID for name, value in kwargs.items()):
-            raise Http404("No such id.")
-        super().initial(request, *args, **kwargs)
-
-    def handle_exception(self, exc):
-        if isinstance(exc, InvalidCursor | selectors.CursorError):
-            exc = ApplicationError(INVALID_CURSOR, code="invalid_cursor")
-        elif isinstance(exc, StoreUnavailable | integrations.HistoryUnavailable | BotoCoreError) or (
-            isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _UNAVAILABLE_CLIENT_ERRORS
-        ):
-            logger.warning("Results store unavailable: %s", exc)
-            exc = ServiceUnavailable()
-        return super().handle_exception(exc)
 
 
 def _etag(data) -> str:
@@ -115,10 +89,12 @@ class RaceOutputSerializer(serializers.Serializer):
         return race.state_at(self.context.get("now") or timezone.now())
 
 
-class RaceListApi(StoreErrorsMixin, APIView):
+class RaceListApi(APIView):
     class FilterSerializer(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=200, default=50, help_text="Races per page, 1–200.")
-        cursor = serializers.CharField(required=False, max_length=1024, help_text="next_cursor of the previous page.")
+        cursor = serializers.CharField(
+            required=False, max_length=selectors.MAX_CURSOR_LENGTH, help_text="next_cursor of the previous page."
+        )
         status = serializers.ChoiceField(choices=Race.Status.choices, required=False, help_text="By the clock.")
         since = serializers.DateTimeField(required=False, help_text="Races starting at or after (ISO 8601).")
         until = serializers.DateTimeField(required=False, help_text="Races starting before (ISO 8601).")
@@ -126,7 +102,9 @@ class RaceListApi(StoreErrorsMixin, APIView):
         def get_fields(self):
             # "class" is a Python keyword: add the query parameter by name.
             fields = super().get_fields()
-            fields["class"] = serializers.IntegerField(min_value=1, required=False, help_text="Race class id.")
+            fields["class"] = serializers.IntegerField(
+                min_value=1, max_value=MAX_ID, required=False, help_text="Race class id."
+            )
             return fields
 
         def validate(self, attrs):
@@ -160,7 +138,7 @@ class RaceListApi(StoreErrorsMixin, APIView):
         return Response(page_envelope(request, races, next_cursor, self.OutputSerializer, context={"now": now}))
 
 
-class RaceDetailApi(StoreErrorsMixin, APIView):
+class RaceDetailApi(APIView):
     @extend_schema_serializer(component_name="RaceDetail")
     class OutputSerializer(RaceOutputSerializer):
         seconds_remaining = serializers.SerializerMethodField()
@@ -178,7 +156,7 @@ class RaceDetailApi(StoreErrorsMixin, APIView):
         return Response(self.OutputSerializer(race, context={"now": timezone.now()}).data)
 
 
-class RaceResultsApi(StoreErrorsMixin, APIView):
+class RaceResultsApi(APIView):
     class FilterSerializer(PageFilterSerializer):
         pass
 
@@ -199,8 +177,9 @@ class RaceResultsApi(StoreErrorsMixin, APIView):
         description=(
             "Final results by score (desc; ties by racer id asc) with ranks that continue across pages. "
             "Once the race has ended, racers without a final message follow as DNF rows (status dnf, rank null) "
-            "with their last known score. Results of a race that ended more than a couple of minutes ago never "
-            "change: they carry a strong ETag and a one-year Cache-Control, and If-None-Match gives 304. "
+            "with their last known score. Results of a settled race (the pipeline has passed its end plus a grace "
+            "and reconciled them) never change: they carry a strong ETag and a one-year Cache-Control, and "
+            "If-None-Match gives 304. "
             "Other results carry an ETag with Cache-Control no-cache."
         ),
         parameters=[FilterSerializer, RETRY_AFTER],
@@ -254,7 +233,8 @@ def _results_cache_key(request, race_id: int, limit: int, cursor: str | None) ->
     # The body holds absolute "next" URLs, so the host and scheme are part of the key.
     origin = f"{request.scheme}://{request.get_host()}"
     digest = hashlib.sha256(f"{origin}|{limit}|{cursor or ''}".encode()).hexdigest()[:32]
-    return f"leaderboards:results:{race_id}:{digest}"
+    # A staff void changes settled results: it bumps the race's version (races.services.result_void).
+    return f"leaderboards:results:{race_id}:v{results_version(race_id)}:{digest}"
 
 
 @extend_schema_serializer(component_name="LiveRow")
@@ -268,10 +248,12 @@ class LiveRowSerializer(serializers.Serializer):
     finished = serializers.BooleanField()
 
 
-class RaceLiveApi(StoreErrorsMixin, APIView):
+class RaceLiveApi(APIView):
     class FilterSerializer(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=1000, default=100, help_text="Top rows, 1–1000.")
-        racer = serializers.IntegerField(min_value=0, required=False, help_text="Also return this racer's own row.")
+        racer = serializers.IntegerField(
+            min_value=0, max_value=MAX_ID, required=False, help_text="Also return this racer's own row."
+        )
 
     @extend_schema_serializer(component_name="LiveStandings")
     class OutputSerializer(serializers.Serializer):
@@ -302,7 +284,7 @@ class RaceLiveApi(StoreErrorsMixin, APIView):
         return Response(self.OutputSerializer(snapshot).data, headers={"Cache-Control": "no-store"})
 
 
-class ClassLeaderboardApi(StoreErrorsMixin, APIView):
+class ClassLeaderboardApi(APIView):
     class FilterSerializer(PageFilterSerializer):
         pass
 
@@ -368,7 +350,7 @@ def _representation_etag(stored: str, *, gzip: bool) -> str:
     return stored if gzip else stored[:-1] + PLAIN_ETAG_SUFFIX + '"'
 
 
-class ClassHistoryApi(StoreErrorsMixin, APIView):
+class ClassHistoryApi(APIView):
     @extend_schema(
         summary="Per-second personal bests of a class (the All time ghost)",
         description=(
@@ -424,7 +406,7 @@ class PersonalBestSerializer(serializers.Serializer):
     race_id = serializers.IntegerField()
 
 
-class RacerDetailApi(StoreErrorsMixin, APIView):
+class RacerDetailApi(APIView):
     @extend_schema_serializer(component_name="Racer")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField(source="racer_id")
@@ -445,7 +427,7 @@ class RacerDetailApi(StoreErrorsMixin, APIView):
         return Response(self.OutputSerializer(profile).data)
 
 
-class RacerResultsApi(StoreErrorsMixin, APIView):
+class RacerResultsApi(APIView):
     class FilterSerializer(PageFilterSerializer):
         pass
 

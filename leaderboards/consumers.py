@@ -3,28 +3,41 @@ race (``/ws/classes/<id>/``). Browser message formats: README.md, "Live messages
 
 Thin by design: the publisher (``processors/handlers/publisher.py``) and rotation
 (``races/events.py``) send to the groups ``race.<id>`` / ``class.<id>`` (docs/contracts.md);
-these consumers only bound and forward. Blocking reads (ORM, DynamoDB) run in worker threads.
+these consumers only bound and forward. Blocking reads (ORM, DynamoDB) run in worker threads
+(``database_sync_to_async`` for the ORM), never on the event loop.
+
+Scale (issue 8): the channel layer is channels_redis's pub/sub layer, so a standings change reaches
+this process once, whatever the number of its consumers. The group message has only the top rows; a
+viewer following a racer beyond them gets that row from the race version's board, fetched once per
+process (``leaderboards/boards.py``). Each consumer sends through a ``SendGate``: a client whose
+socket cannot take what it is sent is closed (4008) and dropped, without others waiting for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.utils import timezone
 
 from processors.publishing import row_payload
-from processors.table import StoreUnavailable
+from processors.table import LiveStandings, StoreUnavailable
 from races.events import class_group_name, race_group_name, race_payload
 from races.models import Race, RaceClass
 from races.selectors import race_current_for_class
 
-from .selectors import LiveSnapshot, RankedLiveRow, live_snapshot_get, race_get
+from . import boards
+from .connections import CLOSE_TOO_SLOW, TRANSPORT_KEY, SendGate
+from .selectors import LiveSnapshot, RankedLiveRow, live_snapshot_from_standings, race_get, results_table
 
 logger = logging.getLogger(__name__)
 
@@ -61,43 +74,43 @@ def snapshot_message(snapshot: LiveSnapshot, race: dict[str, Any] | None) -> dic
     return {
         "type": "snapshot",
         "race": race,
-        "raceId": snapshot.race_id,
-        "classId": snapshot.class_id,
+        "race_id": snapshot.race_id,
+        "class_id": snapshot.class_id,
         "total": snapshot.total,
         "version": snapshot.version,
-        "updatedAt": snapshot.updated_at_ms,
+        "updated_at": snapshot.updated_at_ms,
         "rows": [_row(row) for row in snapshot.rows],
         "racer": _row(snapshot.racer_row) if snapshot.racer_row else None,
     }
 
 
-_TAIL_FIELDS = ("rank", "racerId", "name", "score", "second", "output", "finished")
-
-
-def own_row(event: dict[str, Any], racer_id: int | None) -> dict[str, Any] | None:
-    """The subscriber's row from a ``standings.update``: in ``rows``, else from the compact ``tail``."""
+async def own_row(event: dict[str, Any], racer_id: int | None) -> dict[str, Any] | None:
+    """The subscriber's row for a ``standings.update``: in ``rows``, else from this version's board."""
     if racer_id is None:
         return None
-    for row in event.get("rows") or ():
-        if row.get("racerId") == racer_id:
+    rows = event.get("rows") or ()
+    for row in rows:
+        if row.get("racer_id") == racer_id:
             return dict(row)
-    for entry in event.get("tail") or ():
-        if len(entry) == len(_TAIL_FIELDS) and entry[1] == racer_id:
-            return dict(zip(_TAIL_FIELDS, entry, strict=True))
-    return None
+    race_id, version, total = event.get("race_id"), event.get("version"), event.get("total")
+    if not isinstance(race_id, int) or not isinstance(version, int) or not isinstance(total, int):
+        return None
+    if total <= len(rows):
+        return None  # the whole race is in the rows: this racer is not in it
+    return await boards.get_relay().row(race_id, version, racer_id)
 
 
-def standings_message(event: dict[str, Any], *, top: int, racer_id: int | None) -> dict[str, Any]:
-    """The bounded browser message for a publisher's ``standings.update``: never the ``tail``."""
+async def standings_message(event: dict[str, Any], *, top: int, racer_id: int | None) -> dict[str, Any]:
+    """The bounded browser message for a publisher's ``standings.update``."""
     return {
         "type": "standings",
-        "raceId": event.get("raceId"),
-        "classId": event.get("classId"),
+        "race_id": event.get("race_id"),
+        "class_id": event.get("class_id"),
         "total": event.get("total"),
         "version": event.get("version"),
-        "updatedAt": event.get("updatedAt"),
+        "updated_at": event.get("updated_at"),
         "rows": list((event.get("rows") or ())[:top]),
-        "racer": own_row(event, racer_id),
+        "racer": await own_row(event, racer_id),
     }
 
 
@@ -107,12 +120,63 @@ def _race_message(race: Race) -> dict[str, Any]:
     return payload
 
 
+class Coalesced:
+    """An async lookup that concurrent callers share (one call in flight per key) and that is kept ``ttl``
+    seconds. A connect storm of 1,000 viewers of one race then costs one read of each kind, not 1,000, and
+    holds neither Django's one database thread nor the DynamoDB threads per viewer. One cache per event
+    loop (futures belong to their loop)."""
+
+    def __init__(self, fetch: Callable[[Any], Awaitable[Any]], ttl: float) -> None:
+        self.fetch = fetch
+        self.ttl = ttl
+        self.entries: dict[asyncio.AbstractEventLoop, dict[Any, tuple[float, asyncio.Future]]] = {}
+
+    async def get(self, key: Any) -> Any:
+        entries = self.entries.setdefault(asyncio.get_running_loop(), {})
+        now = time.monotonic()
+        entry = entries.get(key)
+        if entry is None or (entry[1].done() and now >= entry[0]):
+            if len(entries) > 1000:
+                entries.clear()
+            entry = entries[key] = (now + self.ttl, asyncio.ensure_future(self.fetch(key)))
+        future = entry[1]
+        try:
+            return await asyncio.shield(future)
+        except Exception:
+            if entries.get(key) is entry:
+                del entries[key]  # a failure is not kept: the next caller tries again
+            raise
+
+
+def _class_exists(class_id: int) -> bool:
+    return RaceClass.objects.filter(pk=class_id).exists()
+
+
+# Races change rarely (status is judged by the clock), the class's current race at a boundary: short lives.
+_race = Coalesced(database_sync_to_async(lambda race_id: race_get(race_id=race_id)), ttl=2.0)
+_class = Coalesced(database_sync_to_async(_class_exists), ttl=10.0)
+_current = Coalesced(database_sync_to_async(lambda class_id: race_current_for_class(class_id=class_id)), ttl=1.0)
+_current_now = Coalesced(database_sync_to_async(lambda class_id: race_current_for_class(class_id=class_id)), ttl=0)
+_live = Coalesced(lambda race_id: sync_to_async(results_table().live_standings, thread_sensitive=False)(race_id), 0)
+
+
+async def current_race(class_id: int, *, fresh: bool = False) -> Race | None:
+    """The class's race running now; ``fresh`` reads it now (shared only with callers at the same moment)."""
+    race = await (_current_now if fresh else _current).get(class_id)
+    if race is not None and not race.starts_at <= timezone.now() < race.ends_at:
+        race = await _current_now.get(class_id)  # the cached one has ended
+    return race
+
+
 async def _race_and_snapshot(race_id: int, top: int, racer_id: int | None) -> tuple[dict[str, Any], LiveSnapshot]:
     """The race (ORM, on the database thread) and its bounded live snapshot (DynamoDB, off it)."""
-    race = await database_sync_to_async(race_get)(race_id=race_id)
+    race = await _race.get(race_id)
     if race is None:
         raise Race.DoesNotExist(race_id)
-    snapshot = await sync_to_async(live_snapshot_get, thread_sensitive=False)(race=race, top=top, racer_id=racer_id)
+    standings: LiveStandings | None = await _live.get(race_id)
+    snapshot = live_snapshot_from_standings(
+        standings, race_id=race.pk, class_id=race.race_class_id, top=top, racer_id=racer_id
+    )
     return _race_message(race), snapshot
 
 
@@ -125,7 +189,26 @@ class _StandingsConsumer(AsyncJsonWebsocketConsumer):
     async def websocket_connect(self, message):
         self.joined: list[str] = []
         self.top = top_rows()
+        self.gate: SendGate | None = None
         await super().websocket_connect(message)
+
+    async def accept(self, subprotocol=None, headers=None):
+        await super().accept(subprotocol, headers)
+        self.gate = SendGate(self.scope.get(TRANSPORT_KEY), self.base_send, settings.ALLEYCAT_WS_MAX_PENDING)
+
+    async def send_json(self, content, close=False):
+        """Every message after accept goes through the gate (bounded, in order)."""
+        if self.gate is None:
+            return await super().send_json(content, close)
+        if not await self.gate.put({"type": "websocket.send", "text": await self.encode_json(content)}):
+            await self._too_slow()
+
+    async def _too_slow(self) -> None:
+        if self.gate is None or self.gate.closed:
+            return
+        logger.info("Closing a WebSocket client that does not keep up (%s)", self.scope.get("client"))
+        await self.close(code=CLOSE_TOO_SLOW)
+        self.gate.drop()
 
     async def _refuse(self, code: int) -> None:
         # Accept first so that the browser sees the close code (a refused handshake carries none).
@@ -137,11 +220,13 @@ class _StandingsConsumer(AsyncJsonWebsocketConsumer):
         self.joined.append(group)
 
     async def disconnect(self, code):
+        if self.gate is not None:
+            self.gate.stopProducing()
         for group in getattr(self, "joined", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive_json(self, content, **kwargs):
-        """Clients only listen; anything they send is ignored."""
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Clients only listen; anything they send (text, binary, not JSON) is ignored, never decoded."""
 
     async def send_snapshot(self, race_id: int) -> None:
         try:
@@ -160,7 +245,7 @@ class _StandingsConsumer(AsyncJsonWebsocketConsumer):
         if version <= self.version:
             return  # older than what this client has (a snapshot or a later update)
         self.version = version
-        await self.send_json(standings_message(event, top=self.top, racer_id=self.racer_id))
+        await self.send_json(await standings_message(event, top=self.top, racer_id=self.racer_id))
 
     async def race_finished(self, event):
         await self.send_json({"type": "race.finished", "race": event.get("race")})
@@ -174,15 +259,17 @@ class RaceStandingsConsumer(_StandingsConsumer):
         valid, self.racer_id = parse_racer(self.scope.get("query_string", b""))
         if not valid or race_id > MAX_ID:
             return await self._refuse(CLOSE_BAD_REQUEST)
-        if not await database_sync_to_async(Race.objects.filter(pk=race_id).exists)():
-            return await self._refuse(CLOSE_NOT_FOUND)
-        self.race_id = race_id
+        # Join and accept first: the handshake never waits for a database (a storm of connects would
+        # otherwise outlast daphne's handshake timeout), and no update is missed before the snapshot.
         await self._join(race_group_name(race_id))
         await self.accept()
+        if await _race.get(race_id) is None:
+            return await self.close(code=CLOSE_NOT_FOUND)
+        self.race_id = race_id
         await self.send_snapshot(race_id)
 
     async def standings_update(self, event):
-        if event.get("raceId") == self.race_id:
+        if event.get("race_id") == self.race_id:
             await self.forward_standings(event)
 
     async def race_started(self, event):
@@ -204,21 +291,21 @@ class ClassStandingsConsumer(_StandingsConsumer):
         self.not_current: set[int] = set()
         if not valid or self.class_id > MAX_ID:
             return await self._refuse(CLOSE_BAD_REQUEST)
-        if not await database_sync_to_async(RaceClass.objects.filter(pk=self.class_id).exists)():
-            return await self._refuse(CLOSE_NOT_FOUND)
         await self._join(class_group_name(self.class_id))
         await self.accept()
-        current = await database_sync_to_async(race_current_for_class)(class_id=self.class_id)
+        if not await _class.get(self.class_id):
+            return await self.close(code=CLOSE_NOT_FOUND)
+        current = await current_race(self.class_id)
         if current is None:
             await self.send_json(
                 {
                     "type": "snapshot",
                     "race": None,
-                    "raceId": None,
-                    "classId": self.class_id,
+                    "race_id": None,
+                    "class_id": self.class_id,
                     "total": 0,
                     "version": 0,
-                    "updatedAt": None,
+                    "updated_at": None,
                     "rows": [],
                     "racer": None,
                 }
@@ -227,7 +314,7 @@ class ClassStandingsConsumer(_StandingsConsumer):
         await self.send_snapshot(current.pk)
 
     async def standings_update(self, event):
-        race_id = event.get("raceId")
+        race_id = event.get("race_id")
         if race_id != self.race_id:
             if race_id in self.not_current or not await self._is_current(race_id):
                 return
@@ -236,7 +323,7 @@ class ClassStandingsConsumer(_StandingsConsumer):
         await self.forward_standings(event)
 
     async def _is_current(self, race_id: Any) -> bool:
-        current = await database_sync_to_async(race_current_for_class)(class_id=self.class_id)
+        current = await current_race(self.class_id, fresh=True)
         if current is not None and current.pk == race_id:
             return True
         if len(self.not_current) > 100:

@@ -1,6 +1,7 @@
-"""S3 reads of the history bucket (the "All time" ghost objects), behind a cached client factory.
+"""The Django site's AWS clients (one factory, one cache) and its S3 reads of the history bucket.
 
-Only this module calls boto3 for S3 in the Django site; DynamoDB goes through ``processors.table``.
+DynamoDB is read through ``processors.table`` with a client made here: a web request must fail fast
+(a 503 with Retry-After within ~2 s when DynamoDB or S3 hangs), where a handler can wait and retry.
 """
 
 from __future__ import annotations
@@ -8,17 +9,30 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from processors.config import get_config
+from processors.table import ResultsTable
+
 DEFAULT_HISTORY_BUCKET = "alleycat-history"
 CHUNK_BYTES = 64 * 1024
 
-BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+# One attempt, short timeouts: a hung endpoint costs a request at most CONNECT + READ timeouts (~2 s), not
+# botocore's default 60 s x retries. The client of the API retries on 503 (Retry-After) and pages say "try again".
+# The read timeout is the wait for the next bytes, not for the whole answer: a large item still streams in.
+WEB_CONNECT_TIMEOUT_SECONDS = 1.0
+WEB_READ_TIMEOUT_SECONDS = 2.0
+BOTO_CONFIG = BotoConfig(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=WEB_CONNECT_TIMEOUT_SECONDS,
+    read_timeout=WEB_READ_TIMEOUT_SECONDS,
+    max_pool_connections=32,
+)
 
 
 class HistoryUnavailable(Exception):
@@ -44,10 +58,21 @@ def history_key(class_id: int) -> str:
     return f"class-{int(class_id)}.json.gz"
 
 
+@cache
+def aws_client(service: str) -> Any:
+    """The site's client of an AWS service; honours AWS_ENDPOINT_URL (moto, LocalStack) and the AWS variables."""
+    return boto3.client(service, config=BOTO_CONFIG)
+
+
 @lru_cache(maxsize=1)
-def s3_get_client() -> Any:
-    """S3 client; honours AWS_ENDPOINT_URL (moto, LocalStack) and the standard AWS variables."""
-    return boto3.client("s3", config=BOTO_CONFIG)
+def results_table() -> ResultsTable:
+    return ResultsTable(aws_client("dynamodb"), get_config().table_name)
+
+
+def clients_clear() -> None:
+    """Forget the clients (tests point AWS_ENDPOINT_URL elsewhere between tests)."""
+    aws_client.cache_clear()
+    results_table.cache_clear()
 
 
 def history_object_get(*, class_id: int, if_none_match: str | None = None) -> HistoryObject | None:
@@ -60,7 +85,7 @@ def history_object_get(*, class_id: int, if_none_match: str | None = None) -> Hi
     if if_none_match:
         params["IfNoneMatch"] = if_none_match
     try:
-        response = s3_get_client().get_object(**params)
+        response = aws_client("s3").get_object(**params)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code"))

@@ -1,6 +1,7 @@
 """The ride WebSocket (``/ws/ride/``): the bike in the browser puts readings on the Kinesis stream.
 
-A logged-in user whose account is linked to a racer sends one JSON message a second::
+A logged-in user whose account is linked to a racer sends one JSON message a second (the bike
+message, camelCase as DESIGN.md defines it)::
 
     {"event": "update" | "final", "racerId": 1, "classId": 2, "cadence": 90, "resistance": 40,
      "deviceTimestamp": 1764172800000, "raceId": 42}
@@ -10,20 +11,31 @@ what the browser must not choose: ``raceId`` (the class's current race; a readin
 race that is no longer current is refused with ``race_over``, so a late "final" never lands
 in the next race), ``second`` (the race clock) and ``name`` (the racer's). It then validates the message with the
 pipeline's own rules (``processors.domain.decode_reading``) and puts it on ``ALLEYCAT_STREAM``
-with the race id as partition key. Replies, one per message:
+with the partition key ``<raceId>:<racerId>`` (a race spreads over shards). Replies, one per
+message, snake_case like everything the site serves:
 
-    {"type": "ack", "raceId", "classId", "second", "output", "event", "endsAt"}
+    {"type": "ack", "race_id", "class_id", "second", "output", "event", "ends_at"}
     {"type": "error", "code": "wrong_racer" | "rate_limited" | "invalid" | "no_current_race"
-                              | "race_over" | "not_json" | "stream_unavailable", "message": ..., ["reason", "detail"]}
+                              | "race_over" | "not_json" | "stream_unavailable", "message": ...,
+     ["reason", "detail"] (invalid), ["race_id"] (race_over)}
 
-Close codes: 4401 not logged in, 4403 the account has no racer.
+Close codes: 4401 not logged in, 4403 the account has no racer, 4429 too many sockets from one address.
+
+Scale (issue 8): an async consumer; nothing blocks the event loop. The ORM runs on Django's database
+thread (``database_sync_to_async``), Kinesis puts on a small thread pool of their own: readings of
+every rider of this process are batched into ``PutRecords`` (``KinesisBatcher``: at most 100 ms or
+``BATCH_RECORDS`` records), with short botocore timeouts and one retry of the records Kinesis refused;
+a reading that still fails is reported to its rider only. The rate limit holds per racer over all of
+their sockets and web processes (a token bucket in Redis).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -33,14 +45,18 @@ import boto3
 import orjson
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
-from channels.generic.websocket import WebsocketConsumer
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from processors.domain import BadRecord, decode_reading
 from races.events import race_payload
 from races.models import Race, Racer
 from races.selectors import race_current_for_class
+
+from .boards import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +64,8 @@ CLOSE_NOT_LOGGED_IN = 4401
 CLOSE_NO_RACER = 4403
 
 # One message a second is the contract; a little more (and a short burst) absorbs timer jitter
-# and a reconnect, while a flood is refused message by message.
+# and a reconnect, while a flood is refused message by message. Defaults of the settings
+# ALLEYCAT_RIDE_RATE_PER_SECOND / ALLEYCAT_RIDE_BURST.
 RATE_PER_SECOND = 1.5
 BURST = 3
 
@@ -64,7 +81,17 @@ MESSAGES = {
     "race_over": "That race is over; start again to join the current race.",
 }
 
-_KINESIS_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+# Short: a rider sends every second, so a put that takes longer is better reported than waited for.
+# botocore's standard mode retries a throttled or failed call once more; the batcher retries records
+# that PutRecords refused (ProvisionedThroughputExceeded) once. Worst case about 2 x (1 + 2) s.
+_KINESIS_CONFIG = BotoConfig(
+    retries={"mode": "standard", "max_attempts": 2}, connect_timeout=1, read_timeout=2, max_pool_connections=8
+)
+BATCH_RECORDS = 100
+BATCH_DELAY_SECONDS = 0.1
+PUT_THREADS = 4  # batches in flight at once: one slow put does not hold up the next batch
+RECORD_RETRIES = 1
+PUT_DEADLINE_SECONDS = 8.0
 
 
 @lru_cache(maxsize=1)
@@ -73,9 +100,138 @@ def get_kinesis_client() -> Any:
     return boto3.client("kinesis", config=_KINESIS_CONFIG)
 
 
-def reading_put(*, data: bytes, race_id: int) -> None:
-    """Put one bike message on the stream, partitioned by race (as bikes and the simulator do)."""
-    get_kinesis_client().put_record(StreamName=settings.ALLEYCAT_STREAM, Data=data, PartitionKey=str(race_id))
+def partition_key(race_id: int, racer_id: int) -> str:
+    return f"{int(race_id)}:{int(racer_id)}"
+
+
+class PutFailed(Exception):
+    """A reading that did not reach the stream."""
+
+
+def put_records(records: list[dict[str, Any]]) -> dict[int, str]:
+    """PutRecords (blocking; runs on the put threads). Returns the indexes of records that failed, with why."""
+    client = get_kinesis_client()
+    todo = list(range(len(records)))
+    failed: dict[int, str] = {}
+    for attempt in range(RECORD_RETRIES + 1):
+        try:
+            response = client.put_records(StreamName=settings.ALLEYCAT_STREAM, Records=[records[i] for i in todo])
+        except (BotoCoreError, ClientError) as exc:
+            return {i: f"{type(exc).__name__}: {exc}"[:300] for i in todo}
+        failed = {}
+        for index, result in zip(todo, response["Records"], strict=True):
+            if result.get("ErrorCode"):
+                failed[index] = f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}"[:300]
+        if not failed or attempt == RECORD_RETRIES:
+            break
+        todo = sorted(failed)
+        time.sleep(0.05)
+    return failed
+
+
+class KinesisBatcher:
+    """Readings of every rider of this process, put in batches; ``put`` returns once its batch is on the stream.
+
+    Each batch is put on one of ``PUT_THREADS`` threads of its own (never Django's database thread, never
+    the event loop), so a slow put delays only the readings in its batch.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[dict[str, Any], asyncio.Future]] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.executor = ThreadPoolExecutor(PUT_THREADS, thread_name_prefix="kinesis-put")
+        self.batches = 0
+
+    async def put(self, data: bytes, key: str) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.pending.append(({"Data": data, "PartitionKey": key}, future))
+        if len(self.pending) >= BATCH_RECORDS:
+            self.flush()
+        elif self.timer is None:
+            self.timer = loop.call_later(BATCH_DELAY_SECONDS, self.flush)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), PUT_DEADLINE_SECONDS)
+        except TimeoutError:
+            raise PutFailed(f"no answer from the stream within {PUT_DEADLINE_SECONDS} s") from None
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        batch, self.pending = self.pending, []
+        if batch:
+            asyncio.ensure_future(self._put(batch))
+
+    async def _put(self, batch: list[tuple[dict[str, Any], asyncio.Future]]) -> None:
+        self.batches += 1
+        loop = asyncio.get_running_loop()
+        try:
+            failed = await loop.run_in_executor(self.executor, put_records, [record for record, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - whatever broke, each rider is told, none is left waiting
+            failed = {i: f"{type(exc).__name__}: {exc}"[:300] for i in range(len(batch))}
+        for index, (_, future) in enumerate(batch):
+            if future.done():
+                continue
+            if index in failed:
+                future.set_exception(PutFailed(failed[index]))
+            else:
+                future.set_result(None)
+
+
+_batchers: dict[asyncio.AbstractEventLoop, KinesisBatcher] = {}
+
+
+def get_batcher() -> KinesisBatcher:
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = KinesisBatcher()
+    return batcher
+
+
+# A token bucket per racer in Redis, shared by all of the racer's sockets in every web process.
+# KEYS[1] the bucket; ARGV rate (tokens/s), burst, now (ms), ttl (ms). Returns 1 if a token was taken.
+_RATE_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
+  ts = now
+end
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return allowed
+"""
+_rate_scripts: dict[asyncio.AbstractEventLoop, Any] = {}
+
+
+def rate_key(racer_id: int) -> str:
+    return f"alleycat:ride:rate:{int(racer_id)}"
+
+
+async def racer_rate_take(racer_id: int, *, rate: float, burst: int) -> bool:
+    """Take one token of the racer's bucket in Redis; raises RedisError/OSError if Redis cannot be reached."""
+    loop = asyncio.get_running_loop()
+    script = _rate_scripts.get(loop)
+    if script is None:
+        script = _rate_scripts[loop] = get_redis().register_script(_RATE_SCRIPT)
+    ttl_ms = int(1000 * (burst / rate + 10))
+    allowed = await script(keys=[rate_key(racer_id)], args=[rate, burst, int(time.time() * 1000), ttl_ms])
+    return allowed == 1
 
 
 class TokenBucket:
@@ -111,96 +267,110 @@ def race_second(*, starts_at: datetime, now: datetime) -> int:
     return int((now - starts_at).total_seconds()) + 1
 
 
-class RideConsumer(WebsocketConsumer):
-    """Sync consumer (Channels' default): ORM and boto3 calls block, so each runs in a worker thread."""
+def _racer_of(user_id: int) -> Racer | None:
+    return Racer.objects.filter(user_id=user_id).only("racer_id", "name").first()
 
-    def connect(self) -> None:
+
+class RideConsumer(AsyncWebsocketConsumer):
+    """Async: ORM on the database thread, puts on the batcher's threads; the event loop never waits on I/O."""
+
+    async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            self.accept()  # accept first so the browser sees the close code
-            self.close(code=CLOSE_NOT_LOGGED_IN)
+            await self.accept()  # accept first so the browser sees the close code
+            await self.close(code=CLOSE_NOT_LOGGED_IN)
             return
-        racer = Racer.objects.filter(user_id=user.pk).only("racer_id", "name").first()
+        racer = await database_sync_to_async(_racer_of)(user.pk)
         if racer is None:
-            self.accept()
-            self.close(code=CLOSE_NO_RACER)
+            await self.accept()
+            await self.close(code=CLOSE_NO_RACER)
             return
         self.racer_id = racer.racer_id
         self.racer_name = racer.name
-        self.bucket = TokenBucket(RATE_PER_SECOND, BURST)
+        self.rate = float(getattr(settings, "ALLEYCAT_RIDE_RATE_PER_SECOND", RATE_PER_SECOND))
+        self.burst = int(getattr(settings, "ALLEYCAT_RIDE_BURST", BURST))
+        # Used only while Redis cannot be reached: then the limit holds per socket.
+        self.bucket = TokenBucket(self.rate, self.burst)
         self.races: dict[int, _CurrentRace] = {}
-        self.accept()
+        await self.accept()
 
-    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not self.bucket.take():
-            self._error("rate_limited")
+    async def _allowed(self) -> bool:
+        try:
+            return await racer_rate_take(self.racer_id, rate=self.rate, burst=self.burst)
+        except (RedisError, OSError) as exc:
+            logger.warning("Ride rate limit falls back to this socket (Redis: %s)", exc)
+            return self.bucket.take()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not await self._allowed():
+            await self._error("rate_limited")
             return
         try:
             content = json.loads(text_data if text_data is not None else bytes_data or b"")
         except (ValueError, UnicodeDecodeError):
-            self._error("not_json")
+            await self._error("not_json")
             return
         if not isinstance(content, dict):
-            self._error("not_json")
+            await self._error("not_json")
             return
-        self.handle_reading(content)
+        await self.handle_reading(content)
 
-    def handle_reading(self, content: dict[str, Any]) -> None:
+    async def handle_reading(self, content: dict[str, Any]) -> None:
         racer_id = content.get("racerId")
         if type(racer_id) is int and racer_id != self.racer_id:
-            self._error("wrong_racer")
+            await self._error("wrong_racer")
             return
         now = timezone.now()
         message = {field: content[field] for field in CLIENT_FIELDS if field in content}
         message.setdefault("deviceTimestamp", int(now.timestamp() * 1000))
         message["name"] = self.racer_name
         class_id = content.get("classId")
-        race = self._current_race(class_id, now) if type(class_id) is int and class_id >= 1 else None
+        race = await self._current_race(class_id, now) if type(class_id) is int and class_id >= 1 else None
         # Without a valid class the placeholders let the pipeline's rules name what is wrong.
         message["raceId"] = race.race_id if race else 0
         message["second"] = race_second(starts_at=race.starts_at, now=now) if race else 1
         data = orjson.dumps(message)
         reading = decode_reading(data)
         if isinstance(reading, BadRecord):
-            self._error("invalid", reason=str(reading.reason), detail=reading.detail)
+            await self._error("invalid", reason=str(reading.reason), detail=reading.detail)
             return
         if reading.racer_id != self.racer_id:  # racerId missing would have failed above
-            self._error("wrong_racer")
+            await self._error("wrong_racer")
             return
         riding_in = content.get("raceId")
         if type(riding_in) is int and riding_in > 0 and (race is None or riding_in != race.race_id):
             # A reading (a late "final" above all) of a race that has ended never lands in the next one.
-            self._error("race_over", raceId=riding_in)
+            await self._error("race_over", race_id=riding_in)
             return
         if race is None:
-            self._error("no_current_race")
+            await self._error("no_current_race")
             return
         try:
-            reading_put(data=data, race_id=race.race_id)
-        except (BotoCoreError, ClientError) as exc:
+            await get_batcher().put(data, partition_key(race.race_id, self.racer_id))
+        except PutFailed as exc:
             logger.warning("Ride reading of racer %s not put on the stream: %s", self.racer_id, exc)
-            self._error("stream_unavailable")
+            await self._error("stream_unavailable")
             return
-        self.send(
+        await self.send(
             text_data=json.dumps(
                 {
                     "type": "ack",
-                    "raceId": reading.race_id,
-                    "classId": reading.class_id,
+                    "race_id": reading.race_id,
+                    "class_id": reading.class_id,
                     "second": reading.second,
                     "output": reading.output,
                     "event": reading.event,
-                    "endsAt": race.payload["endsAt"],
+                    "ends_at": race.payload["ends_at"],
                 }
             )
         )
 
-    def _current_race(self, class_id: int, now: datetime) -> _CurrentRace | None:
+    async def _current_race(self, class_id: int, now: datetime) -> _CurrentRace | None:
         """The class's race running now; cached until it ends, so a rider costs one query a race."""
         cached = self.races.get(class_id)
         if cached and cached.starts_at <= now < cached.ends_at:
             return cached
-        race: Race | None = race_current_for_class(class_id=class_id, now=now)
+        race: Race | None = await database_sync_to_async(race_current_for_class)(class_id=class_id, now=now)
         if race is None:
             self.races.pop(class_id, None)
             return None
@@ -208,5 +378,5 @@ class RideConsumer(WebsocketConsumer):
         self.races[class_id] = current
         return current
 
-    def _error(self, code: str, **extra: Any) -> None:
-        self.send(text_data=json.dumps({"type": "error", "code": code, "message": MESSAGES[code], **extra}))
+    async def _error(self, code: str, **extra: Any) -> None:
+        await self.send(text_data=json.dumps({"type": "error", "code": code, "message": MESSAGES[code], **extra}))

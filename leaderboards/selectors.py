@@ -5,32 +5,35 @@ Errors are the stores' own (``InvalidCursor``, ``StoreUnavailable``, ``HistoryUn
 ``CursorError``); the API layer turns them into HTTP answers.
 
 Pagination: every list takes ``limit`` and an opaque ``cursor`` and returns ``next_cursor``
-(``None`` on the last page). Cursors that carry our own state (a rank offset, a phase) are
-signed with Django's ``Signer`` and bound to their query, so a forged or foreign cursor is a
-``CursorError`` (HTTP 400), never a wrong page.
+(``None`` on the last page). A cursor is the list's state — the table's raw LastEvaluatedKey, a
+rank offset, a phase — signed once, here, with Django's ``Signer`` (the site's SECRET_KEY) and
+salted with the list it belongs to, so a forged or foreign cursor is a ``CursorError`` (HTTP 400),
+never a wrong page. Issued cursors stay far below ``MAX_CURSOR_LENGTH``, the bound the API enforces.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from processors.table import FinalResult, LiveStandings, ResultsTable, get_results_table
+from processors.table import FinalResult, LiveStandings, ResultsTable
+from races.integrations import race_identity_get
 from races.models import Race, RaceClass, Racer
 
-# Results of a race may still change a little after its end (late seconds, the finals
-# handler's lag); after this they never change and are served as immutable.
-RESULTS_SETTLE = timedelta(seconds=getattr(settings, "ALLEYCAT_RESULTS_SETTLE_SECONDS", 120))
-
+SETTLED_CACHE_SECONDS = 24 * 60 * 60
 STATUS_DNF = "dnf"
 STATUS_FINISHED = "finished"
+
+# Longest cursor the API accepts. Ours are ~150-250 characters (a compressed, signed LastEvaluatedKey of four
+# short strings plus an offset); a longer one was not issued here.
+MAX_CURSOR_LENGTH = 1024
 
 
 class CursorError(ValueError):
@@ -38,7 +41,9 @@ class CursorError(ValueError):
 
 
 def results_table() -> ResultsTable:
-    return get_results_table()
+    from . import integrations
+
+    return integrations.results_table()
 
 
 def _sign(scope: str, state: dict[str, Any]) -> str:
@@ -46,13 +51,22 @@ def _sign(scope: str, state: dict[str, Any]) -> str:
 
 
 def _unsign(scope: str, cursor: str) -> dict[str, Any]:
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise CursorError("This cursor was not issued for this list.")
     try:
         state = signing.Signer(salt=f"leaderboards.cursor.{scope}").unsign_object(cursor)
-    except (signing.BadSignature, ValueError, TypeError) as exc:
+    except (signing.BadSignature, ValueError, TypeError, OverflowError) as exc:
         raise CursorError("This cursor was not issued for this list.") from exc
     if not isinstance(state, dict):
         raise CursorError("This cursor was not issued for this list.")
     return state
+
+
+def _start_key(state: dict[str, Any]) -> dict[str, Any] | None:
+    key = state.get("k")
+    if key is not None and not isinstance(key, dict):
+        raise CursorError("This cursor was not issued for this list.")
+    return key
 
 
 # --- races (SQL) -------------------------------------------------------------------------
@@ -112,9 +126,21 @@ def race_get(*, race_id: int) -> Race | None:
 
 
 def race_results_settled(*, race: Race, now: datetime | None = None) -> bool:
-    """True once the race's results can no longer change (served with a long cache lifetime)."""
-    now = now or timezone.now()
-    return race.status != Race.Status.CANCELLED and now >= race.ends_at + RESULTS_SETTLE
+    """True once the race's results can no longer change (served with a long cache lifetime).
+
+    Not the wall clock: the pipeline marks the race's identity settled once it has passed the
+    race's settle deadline and reconciled its results (processors.table ``settle_race``). One GetItem.
+    """
+    if race.status == Race.Status.CANCELLED:
+        return False
+    key = f"leaderboards:settled:{race.pk}"
+    if cache.get(key):
+        return True  # settling is for good: once seen, no need to ask DynamoDB again
+    identity = race_identity_get(race_id=race.pk)
+    settled = identity is not None and identity.settled
+    if settled:
+        cache.set(key, True, SETTLED_CACHE_SECONDS)
+    return settled
 
 
 # --- race results (A2 + DNF from A1) -----------------------------------------------------
@@ -157,7 +183,7 @@ def race_results_page(
     now = now or timezone.now()
     table = results_table()
     scope = f"results.{race.pk}"
-    state = _unsign(scope, cursor) if cursor else {"p": "f", "c": None, "o": 0}
+    state = _unsign(scope, cursor) if cursor else {"p": "f", "k": None, "o": 0}
     phase, offset = state.get("p"), state.get("o")
     if phase not in ("f", "d") or not isinstance(offset, int) or offset < 0:
         raise CursorError("This cursor was not issued for this list.")
@@ -169,13 +195,10 @@ def race_results_page(
         more = len(dnf) > offset + limit
         return rows, _sign(scope, {"p": "d", "o": offset + limit}) if more else None
 
-    inner = state.get("c")
-    if inner is not None and not isinstance(inner, str):
-        raise CursorError("This cursor was not issued for this list.")
-    page = table.race_results(race.pk, limit=limit, cursor=inner)
+    page = table.race_results(race.pk, limit=limit, start_key=_start_key(state))
     rows = [_final_row(offset + index + 1, result) for index, result in enumerate(page.items)]
-    if page.next_cursor:
-        return rows, _sign(scope, {"p": "f", "c": page.next_cursor, "o": offset + len(rows)})
+    if page.last_key:
+        return rows, _sign(scope, {"p": "f", "k": page.last_key, "o": offset + len(rows)})
     if not ended:
         return rows, None
     dnf = _dnf_rows(table, race.pk)
@@ -267,16 +290,16 @@ def class_leaderboard_page(
 ) -> tuple[list[LeaderboardRow], str | None]:
     """Each racer's best final score in the class, desc (ties: racer id asc), ranked across pages."""
     scope = f"leaderboard.{class_id}"
-    state = _unsign(scope, cursor) if cursor else {"c": None, "o": 0}
-    inner, offset = state.get("c"), state.get("o")
-    if (inner is not None and not isinstance(inner, str)) or not isinstance(offset, int) or offset < 0:
+    state = _unsign(scope, cursor) if cursor else {"k": None, "o": 0}
+    offset = state.get("o")
+    if not isinstance(offset, int) or offset < 0:
         raise CursorError("This cursor was not issued for this list.")
-    page = results_table().class_leaderboard(class_id, limit=limit, cursor=inner)
+    page = results_table().class_leaderboard(class_id, limit=limit, start_key=_start_key(state))
     rows = [
         LeaderboardRow(offset + index + 1, best.racer_id, best.name, best.score, best.race_id)
         for index, best in enumerate(page.items)
     ]
-    next_cursor = _sign(scope, {"c": page.next_cursor, "o": offset + len(rows)}) if page.next_cursor else None
+    next_cursor = _sign(scope, {"k": page.last_key, "o": offset + len(rows)}) if page.last_key else None
     return rows, next_cursor
 
 
@@ -341,9 +364,10 @@ class RacerResultRow:
 def racer_results_page(
     *, racer_id: int, limit: int = 100, cursor: str | None = None
 ) -> tuple[list[RacerResultRow], str | None]:
-    """A racer's final results, newest race first (the table's own signed cursor): one Query,
-    one SQL query for the class names."""
-    page = results_table().racer_results(racer_id, limit=limit, cursor=cursor)
+    """A racer's final results, newest race first: one Query, one SQL query for the class names."""
+    scope = f"racer-results.{racer_id}"
+    start_key = _start_key(_unsign(scope, cursor)) if cursor else None
+    page = results_table().racer_results(racer_id, limit=limit, start_key=start_key)
     class_ids = {result.class_id for result in page.items}
     names = dict(RaceClass.objects.filter(pk__in=class_ids).values_list("pk", "name")) if class_ids else {}
     rows = [
@@ -358,4 +382,9 @@ def racer_results_page(
         )
         for result in page.items
     ]
-    return rows, page.next_cursor
+    return rows, _sign(scope, {"k": page.last_key}) if page.last_key else None
+
+
+def racer_race_seconds(*, race_id: int, racer_id: int) -> list[float | None]:
+    """A racer's output per second of a race, index 0 = second 1 (one GetItem)."""
+    return results_table().racer_race_seconds(race_id, racer_id)

@@ -10,6 +10,8 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 from rest_framework.utils.urls import replace_query_param
 
+from .selectors import MAX_CURSOR_LENGTH
+
 MAX_LIMIT = 1000
 
 
@@ -76,5 +78,5 @@ class PageFilterSerializer(serializers.Serializer):
         min_value=1, max_value=MAX_LIMIT, default=100, help_text=f"Rows per page, 1–{MAX_LIMIT}."
     )
     cursor = serializers.CharField(
-        required=False, max_length=4096, help_text="The next_cursor of the previous page (opaque)."
+        required=False, max_length=MAX_CURSOR_LENGTH, help_text="The next_cursor of the previous page (opaque)."
     )

@@ -2,6 +2,8 @@
 
 from django.urls import path
 
+from alleycat_site import converters  # noqa: F401  registers <id:...>
+
 from .apis import (
     ClassHistoryApi,
     ClassLeaderboardApi,
@@ -17,11 +19,11 @@ app_name = "leaderboards"
 
 urlpatterns = [
     path("races/", RaceListApi.as_view(), name="race-list"),
-    path("races/<int:race_id>/", RaceDetailApi.as_view(), name="race-detail"),
-    path("races/<int:race_id>/results/", RaceResultsApi.as_view(), name="race-results"),
-    path("races/<int:race_id>/live/", RaceLiveApi.as_view(), name="race-live"),
-    path("classes/<int:class_id>/leaderboard/", ClassLeaderboardApi.as_view(), name="class-leaderboard"),
-    path("classes/<int:class_id>/history/", ClassHistoryApi.as_view(), name="class-history"),
-    path("racers/<int:racer_id>/", RacerDetailApi.as_view(), name="racer-detail"),
-    path("racers/<int:racer_id>/results/", RacerResultsApi.as_view(), name="racer-results"),
+    path("races/<id:race_id>/", RaceDetailApi.as_view(), name="race-detail"),
+    path("races/<id:race_id>/results/", RaceResultsApi.as_view(), name="race-results"),
+    path("races/<id:race_id>/live/", RaceLiveApi.as_view(), name="race-live"),
+    path("classes/<id:class_id>/leaderboard/", ClassLeaderboardApi.as_view(), name="class-leaderboard"),
+    path("classes/<id:class_id>/history/", ClassHistoryApi.as_view(), name="class-history"),
+    path("racers/<id:racer_id>/", RacerDetailApi.as_view(), name="racer-detail"),
+    path("racers/<id:racer_id>/results/", RacerResultsApi.as_view(), name="racer-results"),
 ]

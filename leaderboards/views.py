@@ -1,7 +1,8 @@
 """Web pages: server-rendered first paint, small vanilla JavaScript enhances (live updates, countdowns).
 
 Results come from the table module (``processors.table``), the schedule from the SQL database.
-When DynamoDB cannot be reached (``StoreUnavailable``) a page says so with status 503, never a 500.
+The stores' errors propagate: ``alleycat_site.middleware.StoreErrorsMiddleware`` answers them with a friendly
+503 page (or a 400 page for a forged cursor), never a 500. Only the live page degrades in place.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from processors.table import InvalidCursor, StoreUnavailable, get_results_table
+from alleycat_site.converters import MAX_ID_DIGITS
+from alleycat_site.exceptions import is_store_unavailable
+from alleycat_site.middleware import STORE_UNAVAILABLE_MESSAGE
+from processors.domain import MAX_ID
 from races.models import Race, RaceClass, Racer
 from races.selectors import (
     race_class_list_with_current,
@@ -30,33 +34,14 @@ RESULTS_PAGE = 100
 LEADERBOARD_PAGE = 100
 RACER_RESULTS_PAGE = 50
 
-STORE_UNAVAILABLE_MESSAGE = "Results are unavailable right now. Please try again in a minute."
-BAD_CURSOR_MESSAGE = "That page link is not valid any more. Start again from the first page."
-
-
-def _store_unavailable(request: HttpRequest) -> HttpResponse:
-    response = render(
-        request,
-        "leaderboards/unavailable.html",
-        {"message": STORE_UNAVAILABLE_MESSAGE, "title": "Results unavailable"},
-        status=503,
-    )
-    response["Retry-After"] = "30"
-    return response
-
-
-def _bad_cursor(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "leaderboards/unavailable.html",
-        {"message": BAD_CURSOR_MESSAGE, "title": "Page not found", "restart_url": request.path},
-        status=400,
-    )
-
 
 def _int_param(request: HttpRequest, name: str) -> int | None:
+    """A query-string id, or ``None`` when absent or not an id (ASCII digits, at most ``MAX_ID``)."""
     value = request.GET.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 16 else None
+    if not (value.isascii() and value.isdigit() and len(value) <= MAX_ID_DIGITS):
+        return None
+    number = int(value)
+    return number if number <= MAX_ID else None
 
 
 def _own_racer_id(request: HttpRequest) -> int | None:
@@ -95,7 +80,10 @@ def class_live(request: HttpRequest, class_id: int) -> HttpResponse:
     if race is not None:
         try:
             snapshot = selectors.live_snapshot_get(race=race, top=LIVE_ROWS, racer_id=racer_id)
-        except StoreUnavailable:
+        except Exception as exc:
+            # The page still works without the first rows: it fills in live once the store is back.
+            if not is_store_unavailable(exc):
+                raise
             store_error = True
     rows = snapshot.rows if snapshot else []
     own = snapshot.racer_row if snapshot else None
@@ -124,12 +112,7 @@ def race_results(request: HttpRequest, race_id: int) -> HttpResponse:
     """Final standings of a race (A2, score desc), then DNF rows once the race has ended."""
     race = get_object_or_404(Race.objects.select_related("race_class"), pk=race_id)
     cursor = request.GET.get("cursor") or None
-    try:
-        rows, next_cursor = selectors.race_results_page(race=race, limit=RESULTS_PAGE, cursor=cursor)
-    except (InvalidCursor, selectors.CursorError):
-        return _bad_cursor(request)
-    except StoreUnavailable:
-        return _store_unavailable(request)
+    rows, next_cursor = selectors.race_results_page(race=race, limit=RESULTS_PAGE, cursor=cursor)
     return render(
         request,
         "leaderboards/race_results.html",
@@ -141,12 +124,7 @@ def class_leaderboard(request: HttpRequest, class_id: int) -> HttpResponse:
     """All-time bests of a class (A3, score desc), paginated."""
     race_class = get_object_or_404(RaceClass, pk=class_id)
     cursor = request.GET.get("cursor") or None
-    try:
-        rows, next_cursor = selectors.class_leaderboard_page(class_id=class_id, limit=LEADERBOARD_PAGE, cursor=cursor)
-    except (InvalidCursor, selectors.CursorError):
-        return _bad_cursor(request)
-    except StoreUnavailable:
-        return _store_unavailable(request)
+    rows, next_cursor = selectors.class_leaderboard_page(class_id=class_id, limit=LEADERBOARD_PAGE, cursor=cursor)
     return render(
         request,
         "leaderboards/class_leaderboard.html",
@@ -233,18 +211,13 @@ def racer_detail(request: HttpRequest, racer_id: int) -> HttpResponse:
     per-second output of one chosen race."""
     cursor = request.GET.get("cursor") or None
     chosen_race_id = _int_param(request, "race")
-    try:
-        profile = selectors.racer_profile_get(racer_id=racer_id)
-        if profile is None:
-            raise Http404("No racer with this id.")
-        results, next_cursor = selectors.racer_results_page(racer_id=racer_id, limit=RACER_RESULTS_PAGE, cursor=cursor)
-        if chosen_race_id is None and results:
-            chosen_race_id = results[0].race_id
-        seconds = get_results_table().racer_race_seconds(chosen_race_id, racer_id) if chosen_race_id else []
-    except InvalidCursor:
-        return _bad_cursor(request)
-    except StoreUnavailable:
-        return _store_unavailable(request)
+    profile = selectors.racer_profile_get(racer_id=racer_id)
+    if profile is None:
+        raise Http404("No racer with this id.")
+    results, next_cursor = selectors.racer_results_page(racer_id=racer_id, limit=RACER_RESULTS_PAGE, cursor=cursor)
+    if chosen_race_id is None and results:
+        chosen_race_id = results[0].race_id
+    seconds = selectors.racer_race_seconds(race_id=chosen_race_id, racer_id=racer_id) if chosen_race_id else []
     oldest_first = list(reversed(results))
     score_chart = (
         line_chart([r.score for r in oldest_first], [f"Race {r.race_id}" for r in oldest_first], dots=True)

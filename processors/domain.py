@@ -143,6 +143,14 @@ class Reason(StrEnum):
     WRONG_TYPE = "wrong_type"
     OUT_OF_RANGE = "out_of_range"
     UNKNOWN_EVENT = "unknown_event"
+    # The record does not fit the schedule (checked against the race's identity item, A0).
+    UNKNOWN_RACE = "unknown_race"
+    CLASS_MISMATCH = "class_mismatch"
+    SECOND_OUT_OF_RACE = "second_out_of_race"
+    LATE = "late"
+    RACE_FULL = "race_full"
+    # The live item could not take the window's seconds (over the item size limit): replayable.
+    ITEM_TOO_LARGE = "item_too_large"
 
 
 @dataclass(slots=True, frozen=True)
@@ -369,6 +377,71 @@ def _decode_base64_fields(data: str | bytes) -> Fields | BadRecord:
 # outputs keeps the larger, the name comes from the latest second, "finished" is sticky.
 
 
+# --- The schedule: a race's identity (A0) and the checks against it ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RaceIdentity:
+    """What the races app publishes about a race, and what the pipeline adds when it settles.
+
+    Times are ms since the epoch. ``settle_at_ms`` = end + grace: a record that arrived in the
+    stream after it is ``late``. ``settled_at_ms`` is set once the race's results are final.
+    """
+
+    race_id: int
+    class_id: int
+    starts_at_ms: int
+    ends_at_ms: int
+    length_s: int
+    settle_at_ms: int
+    cancelled: bool = False
+    settled_at_ms: int | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.settled_at_ms is not None
+
+
+def check_schedule(race: RaceIdentity | None, class_id: int, second: int, arrival_ms: int) -> BadRecord | None:
+    """Why a valid bike message does not fit its race, or ``None`` when it counts.
+
+    ``arrival_ms`` is when the record reached the stream (Kinesis approximateArrivalTimestamp),
+    not when it is processed: a lagging consumer does not make a punctual record late.
+    """
+    if race is None:
+        return BadRecord(Reason.UNKNOWN_RACE, "no such race")
+    if race.cancelled:
+        return BadRecord(Reason.UNKNOWN_RACE, f"race {race.race_id} was cancelled")
+    if class_id != race.class_id:
+        return BadRecord(Reason.CLASS_MISMATCH, f"classId {class_id}, race {race.race_id} is class {race.class_id}")
+    if second > race.length_s:
+        return BadRecord(Reason.SECOND_OUT_OF_RACE, f"second {second}, race {race.race_id} lasts {race.length_s} s")
+    if race.settled:
+        return BadRecord(Reason.LATE, f"race {race.race_id} settled at {race.settled_at_ms}")
+    if arrival_ms > race.settle_at_ms:
+        return BadRecord(Reason.LATE, f"arrived at {arrival_ms}, race {race.race_id} settles at {race.settle_at_ms}")
+    return None
+
+
+def decode_payloads(payloads: Iterable[str | bytes]) -> tuple[list[tuple[int, Fields]], list[tuple[int, BadRecord]]]:
+    """Decode base64 payloads and validate them: ((index, fields) of the good, (index, BadRecord) of the bad)."""
+    good: list[tuple[int, Fields]] = []
+    bad: list[tuple[int, BadRecord]] = []
+    decode = _decode_fields
+    for index, payload in enumerate(payloads):
+        fields = decode(payload, True)
+        if type(fields) is tuple:
+            good.append((index, fields))  # type: ignore[arg-type]
+        else:
+            bad.append((index, fields))  # type: ignore[arg-type]
+    return good, bad
+
+
+def fold_fields(state: dict[str, Any], rows: Iterable[Fields]) -> None:
+    """Fold already validated field tuples (``decode_payloads``) into the window state."""
+    _fold_fields(state.setdefault("races", {}), rows)
+
+
 def new_state() -> dict[str, Any]:
     return {"races": {}}
 
@@ -429,9 +502,9 @@ def _fold_fields(races: dict[str, Any], rows: Iterable[Fields]) -> None:
             race_key = str(race_id)
             race = races.get(race_key)
             if race is None:
+                # The class is the race's own: the aggregator checks it against the race identity
+                # before folding, so the first record's class is every record's class.
                 race = races[race_key] = {"c": class_id, "r": {}}
-            elif class_id < race["c"]:
-                race["c"] = class_id
             last_race_id = race_id
             last_class_id = class_id
             racers = race["r"]

@@ -167,3 +167,51 @@ def merge_class_history(
             continue
         return MergeResult(class_id, written=True, attempts=attempt)
     raise RuntimeError(f"history {key}: gave up after {MAX_MERGE_ATTEMPTS} conflicting writers")
+
+
+def replace_racer_history(
+    s3: Any,
+    bucket: str,
+    class_id: int,
+    racer_id: int,
+    seconds: Mapping[int, float],
+    *,
+    now_ms: int | None = None,
+) -> MergeResult:
+    """Set one racer's row of the class object to ``seconds`` (second -> best output), dropping the row when empty.
+
+    For staff corrections (a voided result): unlike ``merge_class_history`` this may lower a racer's
+    bests, so it is not a merge; it replaces the racer's row only, with the same conditional put, so
+    a concurrent merge of other racers' bests is never lost.
+    """
+    key = history_key(class_id)
+    row: list[float | None] = []
+    for second, output in sorted(seconds.items()):
+        row.extend([None] * (second - len(row)))
+        row[second - 1] = output
+    for attempt in range(1, MAX_MERGE_ATTEMPTS + 1):
+        document, etag = read_class_history(s3, bucket, class_id)
+        racers = dict((document or {}).get("racers", {}))
+        if racers.get(str(racer_id), []) == row or (document is None and not row):
+            return MergeResult(class_id, written=False, attempts=attempt - 1)
+        if row:
+            racers[str(racer_id)] = row
+        else:
+            racers.pop(str(racer_id), None)
+        updated = {
+            "classId": int(class_id),
+            "updatedAt": now_ms if now_ms is not None else int(time.time() * 1000),
+            "racers": racers,
+        }
+        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            s3.put_object(
+                Bucket=bucket, Key=key, Body=encode_history(updated), ContentType="application/gzip", **condition
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in _CONFLICT_CODES:
+                raise
+            time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))  # noqa: S311 - jitter, not crypto
+            continue
+        return MergeResult(class_id, written=True, attempts=attempt)
+    raise RuntimeError(f"history {key}: gave up after {MAX_MERGE_ATTEMPTS} conflicting writers")

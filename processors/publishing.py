@@ -2,14 +2,13 @@
 
 ::
 
-    {"type": "standings.update", "raceId", "classId", "total", "version", "updatedAt",
-     "rows": [{"rank", "racerId", "name", "score", "second", "output", "finished"}, ...],   # top N
-     "tail": [[rank, racerId, name, score, second, output, finished], ...]}               # the rest
+    {"type": "standings.update", "race_id", "class_id", "total", "version", "updated_at",
+     "rows": [{"rank", "racer_id", "name", "score", "second", "output", "finished"}, ...]}   # top N
 
-The message is bounded: ``rows`` holds at most ``top_rows`` racers, and ``tail`` the others in a
-compact positional form (about 40 bytes a racer), capped at ``MAX_TAIL_ROWS`` so that even a
-race far beyond the designed 1,000 racers cannot produce an unbounded Redis message; ``total``
-always says how many racers there are. Django-free: the leaderboards can import it too.
+The message is bounded: ``rows`` holds at most ``top_rows`` racers; ``total`` says how many racers
+there are. The whole ranked board goes to Redis once per race version, separately (``board``,
+``processors.channel_wire.board_key``), for consumers that follow one racer beyond the top rows.
+Django-free: the leaderboards import it too.
 """
 
 from __future__ import annotations
@@ -20,14 +19,15 @@ from processors.table import LiveStandings
 
 MESSAGE_TYPE = "standings.update"
 DEFAULT_TOP_ROWS = 100
-MAX_TAIL_ROWS = 10_000
+MAX_BOARD_ROWS = 10_000  # far beyond the designed 1,000 racers; keeps one Redis value bounded
+BOARD_FIELDS = ("racer_id", "name", "score", "second", "output", "finished")
 
 
 def row_payload(rank: int, row: Any) -> dict[str, Any]:
     """One standings row as pushed to browsers (docs/contracts.md); ``row`` has the LiveRow fields."""
     return {
         "rank": rank,
-        "racerId": row.racer_id,
+        "racer_id": row.racer_id,
         "name": row.name,
         "score": row.score,
         "second": row.second,
@@ -50,14 +50,26 @@ def standings_message(standings: LiveStandings, top_rows: int = DEFAULT_TOP_ROWS
     rows = standings.rows
     return {
         "type": MESSAGE_TYPE,
-        "raceId": standings.race_id,
-        "classId": standings.class_id,
+        "race_id": standings.race_id,
+        "class_id": standings.class_id,
         "total": len(rows),
         "version": standings.version,
-        "updatedAt": standings.updated_at_ms,
+        "updated_at": standings.updated_at_ms,
         "rows": [row_payload(rank, row) for rank, row in enumerate(rows[:top_rows], start=1)],
-        "tail": [
-            [rank, row.racer_id, row.name, row.score, row.second, row.output, row.finished]
-            for rank, row in enumerate(rows[top_rows : top_rows + MAX_TAIL_ROWS], start=top_rows + 1)
-        ],
     }
+
+
+def board(standings: LiveStandings) -> list[list[Any]]:
+    """Every ranked row, compact (``BOARD_FIELDS``; rank = position + 1), at most ``MAX_BOARD_ROWS``."""
+    return [
+        [row.racer_id, row.name, row.score, row.second, row.output, row.finished]
+        for row in standings.rows[:MAX_BOARD_ROWS]
+    ]
+
+
+def board_row(entries: list[list[Any]], racer_id: int) -> dict[str, Any] | None:
+    """The browser row of ``racer_id`` from a compact ``board``, or None."""
+    for position, entry in enumerate(entries):
+        if len(entry) == len(BOARD_FIELDS) and entry[0] == racer_id:
+            return {"rank": position + 1, **dict(zip(BOARD_FIELDS, entry, strict=True))}
+    return None

@@ -27,9 +27,9 @@ def race_group_name(race_id: int) -> str:
 def race_payload(race: Race) -> dict:
     return {
         "id": race.pk,
-        "classId": race.race_class_id,
-        "startsAt": race.starts_at.isoformat().replace("+00:00", "Z"),
-        "endsAt": race.ends_at.isoformat().replace("+00:00", "Z"),
+        "class_id": race.race_class_id,
+        "starts_at": race.starts_at.isoformat().replace("+00:00", "Z"),
+        "ends_at": race.ends_at.isoformat().replace("+00:00", "Z"),
         "status": race.status,
     }
 

@@ -213,3 +213,27 @@ class Race(models.Model):
                     errors["starts_at"] = f"Overlaps {other} ({other.starts_at:%H:%M}–{other.ends_at:%H:%M} UTC)."
         if errors:
             raise ValidationError(errors)
+
+
+class ResultVoid(models.Model):
+    """Staff voided a racer's result of a race (``races.services.result_void``): who, why, and what changed.
+
+    The result itself lives in DynamoDB; this row is the audit log, shown in the admin.
+    """
+
+    race = models.ForeignKey(Race, on_delete=models.PROTECT, related_name="voids")
+    racer_id = models.PositiveIntegerField()
+    racer_name = models.CharField(max_length=64)
+    score = models.FloatField(help_text="The voided result's score.")
+    best_before = models.FloatField(null=True, blank=True, help_text="Personal best in the class before.")
+    best_after = models.FloatField(null=True, blank=True, help_text="Recomputed from the remaining results.")
+    reason = models.TextField()
+    voided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    voided_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-voided_at",)
+        verbose_name = "voided result"
+
+    def __str__(self) -> str:
+        return f"Race {self.race_id}, racer {self.racer_name} (#{self.racer_id})"

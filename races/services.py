@@ -9,13 +9,15 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from .events import race_event_send
-from .models import Race, RaceClass, RaceSchedule
+from .integrations import race_identities_publish_on_commit, race_identities_republish
+from .models import Race, RaceClass, RaceSchedule, ResultVoid
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,9 @@ def race_rotate(*, now: datetime | None = None) -> RotationResult:
 
         _send_after_commit("race.finished", result.finished)
         _send_after_commit("race.started", result.started)
+        # Every race not yet past its settle deadline, not only the changed ones: a publish that
+        # failed earlier (DynamoDB down) is repaired here, and the pipeline always knows the schedule.
+        transaction.on_commit(lambda: race_identities_republish(now=now))
     if result.changed:
         logger.info(
             "Rotation at %s: %d finished, %d started, %d created, %d cancelled",
@@ -138,6 +143,7 @@ def race_create(*, race_class: RaceClass, starts_at: datetime, ends_at: datetime
     race = Race(race_class=race_class, starts_at=starts_at, ends_at=ends_at, schedule=None)
     race.full_clean()
     race.save()
+    race_identities_publish_on_commit([race.pk])
     return race
 
 
@@ -169,6 +175,7 @@ def race_start_now(*, race: Race, now: datetime | None = None) -> Race:
     race.status = Race.Status.ACTIVE
     race.full_clean()
     race.save()
+    race_identities_publish_on_commit([race.pk])
     _send_after_commit("race.started", [race.pk])
     return race
 
@@ -184,6 +191,7 @@ def race_finish(*, race: Race, now: datetime | None = None) -> Race:
     race.ends_at = min(race.ends_at, now)
     race.status = Race.Status.FINISHED
     race.save(update_fields=["ends_at", "status"])
+    race_identities_publish_on_commit([race.pk])
     _send_after_commit("race.finished", [race.pk])
     return race
 
@@ -195,6 +203,136 @@ def race_cancel(*, race: Race) -> Race:
     was_running = race.status == Race.Status.ACTIVE
     race.status = Race.Status.CANCELLED
     race.save(update_fields=["status"])
+    race_identities_publish_on_commit([race.pk])
     if was_running:
         _send_after_commit("race.finished", [race.pk])
     return race
+
+
+@transaction.atomic
+def race_update(*, race: Race, race_class: RaceClass, starts_at: datetime, ends_at: datetime) -> Race:
+    """Staff change a race's class or window (the admin's change form).
+
+    A race that is over (finished, cancelled, or ended by the clock) is history: its results
+    belong to that window. A race running now keeps its class and start (bikes are sending to
+    it); only its end may move, and not into the past. ``status`` is never set here: rotation
+    and the start/finish/cancel services own it.
+    """
+    now = timezone.now()
+    current = Race.objects.select_for_update().get(pk=race.pk)
+    if current.status in (Race.Status.FINISHED, Race.Status.CANCELLED) or current.ends_at <= now:
+        raise ValidationError(f"A race that is {current.state_at(now)} cannot be changed.")
+    if current.starts_at <= now:
+        if race_class.pk != current.race_class_id or starts_at != current.starts_at:
+            raise ValidationError("A running race keeps its class and start; only its end can move.")
+        if ends_at <= now:
+            raise ValidationError("Use 'Finish selected races now' to end a running race.")
+    current.race_class, current.starts_at, current.ends_at = race_class, starts_at, ends_at
+    current.full_clean()
+    current.save(update_fields=["race_class", "starts_at", "ends_at"])
+    # The pipeline checks readings against the race's identity: publish the change (after commit).
+    race_identities_publish_on_commit([current.pk])
+    return current
+
+
+# --- staff corrections: void a racer's result of a race ------------------------------------
+
+RESULTS_VERSION_KEY = "leaderboards:results-version:{race_id}"
+
+
+def results_version(race_id: int) -> int:
+    """Bumped when a race's results change after settling (a void): part of the results cache key."""
+    from django.core.cache import cache
+
+    return int(cache.get(RESULTS_VERSION_KEY.format(race_id=race_id), 0))
+
+
+def _remaining_class_results(table, *, racer_id: int, class_id: int, voided_race_id: int) -> list:
+    results, cursor = [], None
+    while True:
+        page = table.racer_results(racer_id, limit=1000, cursor=cursor)
+        results += [r for r in page.items if r.class_id == class_id and r.race_id != voided_race_id]
+        if page.next_cursor is None:
+            return results
+        cursor = page.next_cursor
+
+
+def result_void(*, race: Race, racer_id: int, reason: str, user=None, now: datetime | None = None) -> ResultVoid:
+    """Take a racer's result out of a settled race, recompute what it fed, and log who and why.
+
+    1. the result leaves the race's results (a void marker in the table keeps it; the racer stays
+       "finished" in the live item, so is not listed as DNF either);
+    2. the racer's personal best in the class (their all-time leaderboard item) is recomputed from
+       their remaining results of the class, or removed when none is left;
+    3. their row of the class's "All time" history is rebuilt from the per-second outputs of those
+       remaining races (seconds of races they did not finish are not results: they are left out);
+    4. a ``ResultVoid`` row keeps who, why and the figures before and after. Voiding again after
+       a store failure completes the steps that did not run.
+    """
+    from django.core.cache import cache
+
+    from processors.history_store import get_s3_client, history_bucket, replace_racer_history
+    from processors.table import PersonalBest, StoreUnavailable, get_results_table
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("Give a reason: it is kept with the void.")
+    now = now or timezone.now()
+    settle = timedelta(seconds=getattr(settings, "ALLEYCAT_RESULTS_SETTLE_SECONDS", 120))
+    if race.status == Race.Status.CANCELLED or now < race.ends_at + settle:
+        raise ValidationError("Results can be voided once the race has ended and settled (a few minutes after).")
+    if ResultVoid.objects.filter(race=race, racer_id=racer_id).exists():
+        raise ValidationError(f"The result of racer {racer_id} in race {race.pk} is already voided.")
+    table = get_results_table()
+    try:
+        result = table.final_result(race.pk, racer_id)
+        if result is None:
+            result = table.voided_result(race.pk, racer_id)  # voided before, but a step failed: complete it
+            if result is None:
+                raise ValidationError(f"Racer {racer_id} has no result in race {race.pk}.")
+        class_id = result.class_id
+        best_before = table.personal_best(class_id, racer_id)
+        table.void_final_result(result, voided_at_ms=int(now.timestamp() * 1000))
+
+        remaining = _remaining_class_results(table, racer_id=racer_id, class_id=class_id, voided_race_id=race.pk)
+        recomputed = None
+        if remaining:
+            top = max(remaining, key=lambda r: (r.score, -r.race_id))  # ties: the earlier race keeps the record
+            recomputed = PersonalBest(class_id, racer_id, top.name, top.score, top.race_id)
+        best_after = recomputed
+        for _attempt in range(10):  # finals may store a better best meanwhile: read again, keep the better
+            current = table.personal_best(class_id, racer_id)
+            best_after = recomputed
+            if current is not None and current.race_id != race.pk:
+                best_after = current if recomputed is None else max(current, recomputed, key=_best_order)
+            if current == best_after or table.replace_personal_best(
+                class_id, racer_id, expected=current, best=best_after
+            ):
+                break
+
+        seconds: dict[int, float] = {}
+        for other in remaining:
+            for second, output in enumerate(table.racer_race_seconds(other.race_id, racer_id), start=1):
+                if output is not None and output > seconds.get(second, float("-inf")):
+                    seconds[second] = output
+        replace_racer_history(get_s3_client(), history_bucket(), class_id, racer_id, seconds)
+    except StoreUnavailable as error:
+        raise ValidationError(f"The results store is unavailable ({error}); try again.") from error
+    # Settled results are cached: a new version makes the next read go to the table.
+    cache.set(RESULTS_VERSION_KEY.format(race_id=race.pk), results_version(race.pk) + 1, None)
+    void = ResultVoid.objects.create(
+        race=race,
+        racer_id=racer_id,
+        racer_name=result.name,
+        score=result.score,
+        best_before=best_before.score if best_before else None,
+        best_after=best_after.score if best_after else None,
+        reason=reason,
+        voided_by=user,
+    )
+    logger.info("Result voided: race %s racer %s by %s: %s", race.pk, racer_id, user, reason)
+    return void
+
+
+def _best_order(best) -> tuple[float, int]:
+    return (best.score, -best.race_id)

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds
+from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds, tracer
 from processors.table import ResultsTable, final_results_from_stream, get_results_table, personal_best_of
 
 
@@ -68,6 +68,7 @@ def handle(event: dict[str, Any], table: ResultsTable, context: LambdaContext | 
 
 
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(correlation_id_path=RECORDS_CORRELATION_PATH)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle(event, get_results_table(), context)

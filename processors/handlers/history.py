@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 from processors.deadletter import DeadLetter, send_dead_letters
 from processors.domain import BadRecord, Reading, decode_reading
 from processors.history_store import best_outputs, get_s3_client, history_bucket, merge_class_history
-from processors.observability import count, logger, metrics
+from processors.observability import count, logger, metrics, tracer
 from processors.table import get_results_table
 
 HANDLER = "history"
@@ -59,6 +59,7 @@ def race_seconds(readings: list[Reading]) -> dict[int, dict[int, dict[int, float
 
 
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(correlation_id_path="Records[0].s3.object.key", clear_state=True)
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from processors.deadletter import DeadLetter, send_dead_letters
 from processors.domain import BadRecord, Reading, Reason, decode_reading
-from processors.observability import count, logger, metrics
+from processors.observability import count, logger, metrics, tracer
 
 HANDLER = "transformer"
 
@@ -69,6 +69,7 @@ def _line(reading: Reading) -> bytes:
 
 
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(correlation_id_path="invocationId", clear_state=True)
 @event_source(data_class=KinesisFirehoseEvent)
 def lambda_handler(event: KinesisFirehoseEvent, context: LambdaContext) -> dict[str, Any]:

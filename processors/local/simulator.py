@@ -2,8 +2,8 @@
 
 Used by ``manage.py simulate`` (which finds the race in the schedule) and by the end-to-end tests.
 
-- Racer profiles are deterministic: the same racer id always gets the same generated name (when
-  no name is given, e.g. from a Racer row) and the same ability; the variation within a race is
+- Racer profiles are deterministic: the same racer id always gets the same ability and, when no
+  name is given (from a Racer row), the same Faker name (``processors.local.names``); the variation within a race is
   seeded by (race id, racer id, second), so replaying a race sends the same numbers.
 - Messages follow DESIGN.md "The bike message"; the last second played is the racer's ``final``.
 - PutRecords in batches of at most 500 records (and 5 MB), partition key = raceId; records that
@@ -27,21 +27,14 @@ from typing import Any
 
 import orjson
 
+from processors.local.names import distinct_names, racer_name
+
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
 MAX_PUT_ATTEMPTS = 12
 MAX_RACERS = 5000
-
-_FIRST = (
-    "Ada", "Bea", "Cal", "Dev", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jo", "Kai", "Lou", "Mae", "Ned", "Ola", "Pip",
-    "Quin", "Rae", "Sol", "Tess", "Uma", "Vic", "Wren", "Xan", "Yara", "Zed", "Noor", "Ines", "Omar", "Lena",
-)  # fmt: skip
-_LAST = (
-    "Sprocket", "Cadence", "Spoke", "Chainring", "Derailleur", "Crank", "Pedal", "Saddle", "Tailwind", "Headwind",
-    "Climber", "Sprinter", "Rouleur", "Domestique", "Breakaway", "Peloton", "Echelon", "Draft", "Watts", "Gear",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,11 +44,6 @@ class RacerProfile:
     cadence: float  # typical rpm
     resistance: float  # typical resistance
     fade: float  # how much the racer slows down towards the end (0..0.25)
-
-
-def racer_name(racer_id: int) -> str:
-    rng = random.Random(f"alleycat-racer-name:{racer_id}")
-    return f"{rng.choice(_FIRST)} {rng.choice(_LAST)} {racer_id}"[:64]
 
 
 def racer_profile(racer_id: int, name: str | None = None) -> RacerProfile:
@@ -217,5 +205,12 @@ class Simulator:
 
 
 def profiles(racers: Iterable[tuple[int, str | None]]) -> list[RacerProfile]:
-    """Profiles for (racer id, name or None) pairs; names of Racer rows win over generated ones."""
-    return [racer_profile(racer_id, name) for racer_id, name in racers]
+    """Profiles for (racer id, name or None) pairs; names of Racer rows win over generated ones.
+
+    Generated names are distinct from each other and from the given names (no two "Ada Pedal"s
+    told apart only by an id).
+    """
+    pairs = list(racers)
+    given = [name for _racer_id, name in pairs if name]
+    generated = distinct_names((racer_id for racer_id, name in pairs if not name), taken=given)
+    return [racer_profile(racer_id, name or generated[racer_id]) for racer_id, name in pairs]

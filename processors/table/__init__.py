@@ -3,6 +3,7 @@
 Django (``leaderboards/``) and the handlers import from here only; no other code builds a key.
 """
 
+from processors.domain import RaceIdentity
 from processors.table.items import (
     final_results_from_stream,
     is_live_image,
@@ -20,7 +21,7 @@ from processors.table.models import (
     TableError,
 )
 from processors.table.schema import create_table
-from processors.table.store import ResultsTable, get_results_table
+from processors.table.store import MergeOutcome, ResultsTable, SettleOutcome, Watermark, get_results_table
 
 __all__ = (
     "FinalResult",
@@ -28,10 +29,14 @@ __all__ = (
     "LiveRow",
     "LiveStandings",
     "Page",
+    "MergeOutcome",
     "PersonalBest",
+    "RaceIdentity",
     "ResultsTable",
+    "SettleOutcome",
     "StoreUnavailable",
     "TableError",
+    "Watermark",
     "create_table",
     "final_results_from_stream",
     "is_live_image",

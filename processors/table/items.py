@@ -5,8 +5,22 @@ DynamoDB holds exactly what the domain computed.
 
 The live item of a race (A1) is one item:
 
-    pk="RACE#<race>" sk="LIVE" raceId classId version updatedAt
+    pk="RACE#<race>" sk="LIVE" raceId classId version updatedAt [settledAt]
     board: binary, one record per racer (see below)
+
+``settledAt`` freezes the live item: it is set when the race settles, and the aggregator never
+merges into a live item that carries it (see ``ResultsTable.merge_live`` and ``settle_race``).
+
+The identity of a race (A0) is written by the races app, and marked settled by the pipeline:
+
+    pk="RACE#<race>" sk="IDENTITY" raceId classId startsAt endsAt lengthS settleAt cancelled
+    publishedAt [settledAt] [gsi1pk="SETTLE#PENDING" gsi1sk=<settleAt, 16 digits>]
+
+The gsi1 keys are present while the race waits to settle (not settled, not cancelled): the
+aggregator finds the races due with one Query on that sparse partition. Each aggregator shard
+keeps its position (the arrival time of the newest record it has written out) in
+
+    pk="PIPELINE" sk="WATERMARK#<shardId>" arrivalMs updatedAt
 
 ``board`` holds every racer in one binary attribute (format byte 1, then per racer a little-endian
 header ``<qqqqHHBHH``: racer id, score in ten-thousandths, last output in ten-thousandths, finished
@@ -34,18 +48,27 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from processors.domain import MAX_ID, RacerTotal, finished_changes, output_units
+from processors.domain import MAX_ID, RaceIdentity, RacerTotal, finished_changes, output_units
 from processors.table.models import FinalResult, LiveRow, LiveStandings, PersonalBest
 from processors.table.schema import GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK
 
 LIVE_SK = "LIVE"
+IDENTITY_SK = "IDENTITY"
+PIPELINE_PK = "PIPELINE"
+WATERMARK_PREFIX = "WATERMARK#"
+SETTLE_PENDING_GSI1PK = "SETTLE#PENDING"
+SETTLED_AT = "settledAt"
 BOARD = "board"  # the live item's binary attribute with every racer
 _BOARD_FORMAT = 1
 _BOARD_RACER = struct.Struct("<qqqqHHBHH")
 _FINISHED = 1
 _ID_WIDTH = 16  # digits of MAX_ID (2**53 - 1)
 _SCORE_WIDTH = 20
-MAX_ITEM_BYTES = 400 * 1024
+MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's documented limit (attribute names + values)
+# What the aggregator writes at most. ``item_size`` is an estimate, and the embedded endpoint (moto
+# 5.2) already refused a live item our estimate put at 405,001 bytes (measured: 405,000 accepted).
+# 384 KiB keeps ~12 KB below the smallest refusal measured; a refusal is still handled (merge_live).
+LIVE_ITEM_LIMIT_BYTES = 384 * 1024
 
 _TAG_BITMAP = 0
 _TAG_RUNS = 1
@@ -99,6 +122,22 @@ def race_sort_key(race_id: int) -> str:
 
 def live_key(race_id: int) -> dict[str, dict[str, str]]:
     return {PK: {"S": race_pk(race_id)}, SK: {"S": LIVE_SK}}
+
+
+def identity_key(race_id: int) -> dict[str, dict[str, str]]:
+    return {PK: {"S": race_pk(race_id)}, SK: {"S": IDENTITY_SK}}
+
+
+def watermark_key(shard_id: str) -> dict[str, dict[str, str]]:
+    return {PK: {"S": PIPELINE_PK}, SK: {"S": f"{WATERMARK_PREFIX}{shard_id}"}}
+
+
+def settle_sort_key(settle_at_ms: int) -> str:
+    return f"{settle_at_ms:0{_ID_WIDTH}d}"
+
+
+def result_key(race_id: int, racer_id: int) -> dict[str, dict[str, str]]:
+    return {PK: {"S": race_pk(race_id)}, SK: {"S": result_sk(racer_id)}}
 
 
 def best_key(class_id: int, racer_id: int) -> dict[str, dict[str, str]]:
@@ -357,6 +396,68 @@ def _value_size(value: Mapping[str, Any]) -> int:
     raise ValueError(f"unknown attribute type {kind}")
 
 
+def is_live_settled(item: Mapping[str, Any] | None) -> bool:
+    return bool(item) and SETTLED_AT in item  # type: ignore[operator]
+
+
+# --- race identity (A0) ------------------------------------------------------------------
+
+
+def identity_update(race: RaceIdentity, *, published_at_ms: int) -> dict[str, Any]:
+    """UpdateItem arguments (without TableName) that publish a race's identity.
+
+    An update, not a put: ``settledAt`` (the pipeline's) is left alone, and the condition
+    refuses to change a race that has settled, whose results must never change again.
+    """
+    values: dict[str, Any] = {
+        ":race": {"N": str(race.race_id)},
+        ":class": {"N": str(race.class_id)},
+        ":start": {"N": str(race.starts_at_ms)},
+        ":end": {"N": str(race.ends_at_ms)},
+        ":length": {"N": str(race.length_s)},
+        ":settle": {"N": str(race.settle_at_ms)},
+        ":cancelled": {"BOOL": race.cancelled},
+        ":published": {"N": str(published_at_ms)},
+    }
+    assignments = [
+        "raceId = :race",
+        "classId = :class",
+        "startsAt = :start",
+        "endsAt = :end",
+        "lengthS = :length",
+        "settleAt = :settle",
+        "cancelled = :cancelled",
+        "publishedAt = :published",
+    ]
+    expression = "SET " + ", ".join(assignments)
+    if race.cancelled:
+        expression += f" REMOVE {GSI1_PK}, {GSI1_SK}"
+    else:
+        values[":pending"] = {"S": SETTLE_PENDING_GSI1PK}
+        values[":due"] = {"S": settle_sort_key(race.settle_at_ms)}
+        expression += f", {GSI1_PK} = :pending, {GSI1_SK} = :due"
+    return {
+        "Key": identity_key(race.race_id),
+        "UpdateExpression": expression,
+        "ConditionExpression": f"attribute_not_exists({SETTLED_AT})",
+        "ExpressionAttributeValues": values,
+    }
+
+
+def race_identity_from_item(item: Mapping[str, Any]) -> RaceIdentity:
+    settled = item.get(SETTLED_AT)
+    return RaceIdentity(
+        race_id=int(item["raceId"]["N"]),
+        class_id=int(item["classId"]["N"]),
+        starts_at_ms=int(item["startsAt"]["N"]),
+        ends_at_ms=int(item["endsAt"]["N"]),
+        length_s=int(item["lengthS"]["N"]),
+        settle_at_ms=int(item["settleAt"]["N"]),
+        cancelled=bool(item.get("cancelled", {}).get("BOOL", False)),
+        settled_at_ms=int(settled["N"]) if settled else None,
+    )
+
+
 # --- final results and personal bests ----------------------------------------------------
 
 
@@ -416,6 +517,39 @@ def personal_best_from_item(item: Mapping[str, Any]) -> PersonalBest:
     )
 
 
+# --- staff corrections: a voided result -------------------------------------------------
+#
+# ``RACE#<race>``/``VOID#<racer>``: the racer's result of the race was voided by staff. No index
+# attributes, so it is in no ranking; readers that list a race's racers from the live item (DNF
+# rows) leave these racers out, and a writer of final results can check it (one Query per race).
+
+VOID_SK_PREFIX = "VOID#"
+
+
+def void_sk(racer_id: int) -> str:
+    return f"{VOID_SK_PREFIX}{racer_id:0{_ID_WIDTH}d}"
+
+
+def void_key(race_id: int, racer_id: int) -> dict[str, dict[str, str]]:
+    return {PK: {"S": race_pk(race_id)}, SK: {"S": void_sk(racer_id)}}
+
+
+def void_item(result: FinalResult, *, voided_at_ms: int) -> dict[str, Any]:
+    """The marker keeps the voided result's attributes (not its index keys): the void can be completed or read back."""
+    item = {
+        name: value
+        for name, value in final_result_item(result).items()
+        if name not in (GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK)
+    }
+    item[SK] = {"S": void_sk(result.racer_id)}
+    item["voidedAt"] = {"N": str(voided_at_ms)}
+    return item
+
+
+def voided_racer_id_from_item(item: Mapping[str, Any]) -> int:
+    return int(item["racerId"]["N"])
+
+
 # --- per-second outputs of a racer in a race ---------------------------------------------
 
 
@@ -464,6 +598,24 @@ def final_results_from_stream(
             finished_at_ms=new_totals[racer_id].finished_at_ms or 0,
         )
         for racer_id in finished_changes(old_totals, new_totals)
+    ]
+
+
+def finished_results_of_live(item: Mapping[str, Any]) -> list[FinalResult]:
+    """The final result of every racer a live item marks finished (what settlement reconciles)."""
+    race_id, class_id, _version, _updated = live_header(item)
+    return [
+        FinalResult(
+            race_id=race_id,
+            class_id=class_id,
+            racer_id=racer_id,
+            name=total.name,
+            score=total.score,
+            second=total.last_second,
+            finished_at_ms=total.finished_at_ms or 0,
+        )
+        for racer_id, total in sorted(live_totals(item).items())
+        if total.finished_at_ms is not None
     ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -13,7 +13,7 @@ class TableError(Exception):
 
 
 class InvalidCursor(TableError):
-    """A cursor that this deployment did not issue for this query (forged, foreign, corrupt): HTTP 400."""
+    """A start key that is not a key of this query (another partition, another index's shape): HTTP 400."""
 
 
 class StoreUnavailable(TableError):
@@ -63,5 +63,8 @@ class PersonalBest:
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
+    """One page of a Query: ``last_key`` is DynamoDB's LastEvaluatedKey (``None`` on the last page), passed
+    back as ``start_key`` for the next page. It is raw table data: whoever hands it to a client signs it."""
+
     items: list[T]
-    next_cursor: str | None
+    last_key: dict[str, Any] | None

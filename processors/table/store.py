@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, TypeVar
 
 import boto3
-import orjson
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from processors.config import get_config
-from processors.domain import RacerTotal, apply_pending, is_better_best
+from processors.domain import RaceIdentity, RacerTotal, apply_pending, is_better_best, output_units
 from processors.table import items
 from processors.table.models import (
     FinalResult,
@@ -30,7 +26,7 @@ from processors.table.models import (
     PersonalBest,
     StoreUnavailable,
 )
-from processors.table.schema import GSI1, GSI1_PK, GSI2, GSI2_PK
+from processors.table.schema import GSI1, GSI1_PK, GSI1_SK, GSI2, GSI2_PK, GSI2_SK, PK, SK
 
 T = TypeVar("T")
 
@@ -77,22 +73,47 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))
 
 
+_ITEM_SIZE_REFUSAL = "Item size has exceeded"
+
+
 @dataclass(frozen=True, slots=True)
 class MergeOutcome:
+    """What ``merge_live`` did with a window's racers.
+
+    ``too_large`` (over the guard, or refused by DynamoDB for its size) and ``settled`` (the race
+    has settled: its live item is frozen) mean nothing was written; ``rejected`` are new racers
+    refused because the race was full (never written, whatever else happened).
+    """
+
     written: bool
     attempts: int
     racers: int
     item_bytes: int
     too_large: bool = False
+    settled: bool = False
+    rejected: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SettleOutcome:
+    race_id: int
+    finished: int  # racers the live item marks finished
+    reconciled: int  # final results written now because finals had not (or not the same)
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    shard_id: str
+    arrival_ms: int
+    updated_at_ms: int
 
 
 class ResultsTable:
     """The table behind a small API. ``client`` is a boto3 DynamoDB low-level client."""
 
-    def __init__(self, client: Any, table_name: str, cursor_secret: bytes) -> None:
+    def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
         self._table = table_name
-        self._secret = cursor_secret
 
     @property
     def table_name(self) -> str:
@@ -105,40 +126,46 @@ class ResultsTable:
         item = self._get(items.live_key(race_id))
         return items.live_standings_from_item(item) if item else None
 
-    def race_results(self, race_id: int, *, limit: int = 100, cursor: str | None = None) -> Page[FinalResult]:
+    def race_results(
+        self, race_id: int, *, limit: int = 100, start_key: Mapping[str, Any] | None = None
+    ) -> Page[FinalResult]:
         """A2: final results of a race, score desc (ties: racer id asc)."""
         return self._query_page(
             GSI1,
             GSI1_PK,
             items.race_results_gsi1pk(race_id),
             limit,
-            cursor,
+            start_key,
             items.final_result_from_item,
             False,
             FINAL_RESULT_ATTRIBUTES,
         )
 
-    def class_leaderboard(self, class_id: int, *, limit: int = 100, cursor: str | None = None) -> Page[PersonalBest]:
+    def class_leaderboard(
+        self, class_id: int, *, limit: int = 100, start_key: Mapping[str, Any] | None = None
+    ) -> Page[PersonalBest]:
         """A3: each racer's best final score in the class, desc (ties: racer id asc)."""
         return self._query_page(
             GSI1,
             GSI1_PK,
             items.class_bests_gsi1pk(class_id),
             limit,
-            cursor,
+            start_key,
             items.personal_best_from_item,
             False,
             PERSONAL_BEST_ATTRIBUTES,
         )
 
-    def racer_results(self, racer_id: int, *, limit: int = 100, cursor: str | None = None) -> Page[FinalResult]:
+    def racer_results(
+        self, racer_id: int, *, limit: int = 100, start_key: Mapping[str, Any] | None = None
+    ) -> Page[FinalResult]:
         """A4: a racer's final results across races, newest race first."""
         return self._query_page(
             GSI2,
             GSI2_PK,
             items.racer_gsi2pk(racer_id),
             limit,
-            cursor,
+            start_key,
             items.final_result_from_item,
             False,
             FINAL_RESULT_ATTRIBUTES,
@@ -164,14 +191,13 @@ class ResultsTable:
         key_attribute: str,
         key_value: str,
         limit: int,
-        cursor: str | None,
+        start_key: Mapping[str, Any] | None,
         convert: Callable[[Mapping[str, Any]], T],
         forward: bool,
         attributes: tuple[str, ...],
     ) -> Page[T]:
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be in 1..{MAX_PAGE}")
-        scope = f"{index}|{key_value}"
         params: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": index,
@@ -184,40 +210,21 @@ class ResultsTable:
             "ScanIndexForward": forward,
             "Limit": limit,
         }
-        if cursor is not None:
-            params["ExclusiveStartKey"] = self._decode_cursor(cursor, scope)
-        with _store_errors():
-            response = self._client.query(**params)
+        if start_key is not None:
+            # The raw LastEvaluatedKey of a previous page. Signing it for a client (so that it cannot be
+            # forged) is the caller's business: Django signs it once, with the site's secret.
+            if not _is_key_of(start_key, index, key_attribute, key_value):
+                raise InvalidCursor("start key is not a key of this query")
+            params["ExclusiveStartKey"] = dict(start_key)
+        try:
+            with _store_errors():
+                response = self._client.query(**params)
+        except ClientError as exc:
+            if start_key is not None and exc.response.get("Error", {}).get("Code") == "ValidationException":
+                raise InvalidCursor("start key does not fit this index") from exc
+            raise
         page_items = [convert(item) for item in response.get("Items", [])]
-        last_key = response.get("LastEvaluatedKey")
-        return Page(items=page_items, next_cursor=self._encode_cursor(last_key, scope) if last_key else None)
-
-    # --- cursors: HMAC-signed, bound to the query they came from -------------------------
-
-    def _signature(self, scope: str, payload: bytes) -> bytes:
-        return hmac.new(self._secret, scope.encode() + b"\x00" + payload, hashlib.sha256).digest()[:16]
-
-    def _encode_cursor(self, last_key: Mapping[str, Any], scope: str) -> str:
-        payload = orjson.dumps(last_key, option=orjson.OPT_SORT_KEYS)
-        signature = self._signature(scope, payload)
-        return f"{_b64(payload)}.{_b64(signature)}"
-
-    def _decode_cursor(self, cursor: str, scope: str) -> dict[str, Any]:
-        try:
-            payload_text, signature_text = cursor.split(".")
-            payload = _unb64(payload_text)
-            signature = _unb64(signature_text)
-        except (ValueError, TypeError) as exc:
-            raise InvalidCursor("malformed cursor") from exc
-        if not hmac.compare_digest(signature, self._signature(scope, payload)):
-            raise InvalidCursor("cursor was not issued for this query")
-        try:
-            last_key = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:  # only reachable with a leaked secret
-            raise InvalidCursor("corrupt cursor") from exc
-        if not isinstance(last_key, dict):
-            raise InvalidCursor("corrupt cursor")
-        return last_key
+        return Page(items=page_items, last_key=response.get("LastEvaluatedKey"))
 
     # --- writes: the live item (aggregator) ----------------------------------------------
 
@@ -228,40 +235,55 @@ class ResultsTable:
         pending_racers: Mapping[str, Mapping[str, Any]],
         *,
         now_ms: int | None = None,
+        max_racers: int | None = None,
     ) -> MergeOutcome:
         """Merge a window's pending racers into the race's live item: read, merge, conditional put.
 
         The put is conditional on the version read, so a concurrent writer's racers are never
         lost: on a conflict we re-read and merge again. Seconds already counted are skipped,
         and when nothing changes nothing is written (a replay leaves the item untouched).
+        A settled race's live item is frozen (``settled``); new racers beyond ``max_racers`` are
+        left out (``rejected``); an item over ``LIVE_ITEM_LIMIT_BYTES``, or one DynamoDB refuses
+        for its size, is not written (``too_large``). The caller dead-letters what was not written.
         """
         for attempt in range(1, MAX_CONFLICT_ATTEMPTS + 1):
             current = self._get(items.live_key(race_id), consistent=True)
             if current:
+                if items.is_live_settled(current):
+                    return MergeOutcome(written=False, attempts=attempt, racers=0, item_bytes=0, settled=True)
                 _race, stored_class, version, _updated = items.live_header(current)
                 totals: dict[int, RacerTotal] = items.live_totals(current)
             else:
                 stored_class, version, totals = class_id, 0, {}
-            if not apply_pending(totals, pending_racers):
-                return MergeOutcome(written=False, attempts=attempt, racers=len(totals), item_bytes=0)
+            admitted, rejected = _admit(totals, pending_racers, max_racers)
+            if not apply_pending(totals, admitted):
+                return MergeOutcome(
+                    written=False, attempts=attempt, racers=len(totals), item_bytes=0, rejected=rejected
+                )
             item = items.live_item(
                 race_id,
-                min(stored_class, class_id),
+                stored_class,
                 totals,
                 version=version + 1,
                 updated_at_ms=now_ms if now_ms is not None else int(time.time() * 1000),
             )
             item_bytes = items.item_size(item)
-            if item_bytes > items.MAX_ITEM_BYTES:
+            too_large = MergeOutcome(
+                written=False,
+                attempts=attempt,
+                racers=len(totals),
+                item_bytes=item_bytes,
+                too_large=True,
+                rejected=rejected,
+            )
+            if item_bytes > items.LIVE_ITEM_LIMIT_BYTES:
                 # DynamoDB would reject it on every retry and block the shard for every other race
-                # on it; the caller reports it and this race's standings stay at the last good item.
-                return MergeOutcome(
-                    written=False, attempts=attempt, racers=len(totals), item_bytes=item_bytes, too_large=True
-                )
+                # on it; the caller dead-letters the seconds and the standings stay at the last good item.
+                return too_large
             condition: dict[str, Any]
             if current:
                 condition = {
-                    "ConditionExpression": "version = :v",
+                    "ConditionExpression": "version = :v AND attribute_not_exists(settledAt)",
                     "ExpressionAttributeValues": {":v": {"N": str(version)}},
                 }
             else:
@@ -270,12 +292,163 @@ class ResultsTable:
                 with _store_errors():
                     self._client.put_item(TableName=self._table, Item=item, **condition)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                error = exc.response.get("Error", {})
+                if error.get("Code") == "ValidationException" and _ITEM_SIZE_REFUSAL in str(error.get("Message")):
+                    return too_large  # our estimate let it through; the endpoint's own count did not
+                if error.get("Code") != "ConditionalCheckFailedException":
                     raise
                 _backoff(attempt - 1)
                 continue
-            return MergeOutcome(written=True, attempts=attempt, racers=len(totals), item_bytes=item_bytes)
+            return MergeOutcome(
+                written=True, attempts=attempt, racers=len(totals), item_bytes=item_bytes, rejected=rejected
+            )
         raise StoreUnavailable(f"live item of race {race_id}: still conflicting after {MAX_CONFLICT_ATTEMPTS} attempts")
+
+    # --- race identity (A0) and settlement -----------------------------------------------
+
+    def race_identity(self, race_id: int) -> RaceIdentity | None:
+        """A0: what the races app published about a race (and whether it has settled)."""
+        item = self._get(items.identity_key(race_id))
+        return items.race_identity_from_item(item) if item else None
+
+    def race_identities(self, race_ids: Iterable[int]) -> dict[int, RaceIdentity]:
+        """A0 for many races: BatchGetItem (100 keys per call). Unknown races are absent."""
+        keys = [items.identity_key(race_id) for race_id in sorted(set(race_ids))]
+        found = map(items.race_identity_from_item, self._batch_get(keys)) if keys else ()
+        return {race.race_id: race for race in found}
+
+    def put_race_identity(self, race: RaceIdentity, *, now_ms: int | None = None) -> bool:
+        """Publish (create or change) a race's identity. False when the race has settled (left as it is)."""
+        published = now_ms if now_ms is not None else int(time.time() * 1000)
+        try:
+            with _store_errors():
+                self._client.update_item(
+                    TableName=self._table, **items.identity_update(race, published_at_ms=published)
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def advance_watermark(self, shard_id: str, arrival_ms: int, *, now_ms: int | None = None) -> bool:
+        """Record that a shard's records up to ``arrival_ms`` are written out (only ever moves forward)."""
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        try:
+            with _store_errors():
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=items.watermark_key(shard_id),
+                    UpdateExpression="SET arrivalMs = :a, updatedAt = :now",
+                    ConditionExpression="attribute_not_exists(arrivalMs) OR arrivalMs < :a",
+                    ExpressionAttributeValues={":a": {"N": str(arrival_ms)}, ":now": {"N": str(now)}},
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def watermarks(self) -> list[Watermark]:
+        """Every shard's watermark (one Query; a handful of items, one per shard ever seen)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": items.PIPELINE_PK}, ":prefix": {"S": items.WATERMARK_PREFIX}},
+            "ConsistentRead": True,
+        }
+        found: list[Watermark] = []
+        while True:
+            with _store_errors():
+                response = self._client.query(**params)
+            for item in response.get("Items", []):
+                found.append(
+                    Watermark(
+                        shard_id=item["sk"]["S"].removeprefix(items.WATERMARK_PREFIX),
+                        arrival_ms=int(item["arrivalMs"]["N"]),
+                        updated_at_ms=int(item["updatedAt"]["N"]),
+                    )
+                )
+            if "LastEvaluatedKey" not in response:
+                return found
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def races_due(self, up_to_ms: int, *, limit: int = 25) -> list[RaceIdentity]:
+        """Races waiting to settle whose settle deadline is at or before ``up_to_ms`` (oldest first)."""
+        with _store_errors():
+            response = self._client.query(
+                TableName=self._table,
+                IndexName=GSI1,
+                KeyConditionExpression="#k = :k AND #s <= :due",
+                ExpressionAttributeNames={"#k": GSI1_PK, "#s": GSI1_SK},
+                ExpressionAttributeValues={
+                    ":k": {"S": items.SETTLE_PENDING_GSI1PK},
+                    ":due": {"S": items.settle_sort_key(up_to_ms)},
+                },
+                Limit=limit,
+            )
+        return [items.race_identity_from_item(item) for item in response.get("Items", [])]
+
+    def settle_race(self, race: RaceIdentity, *, now_ms: int | None = None) -> SettleOutcome:
+        """Make a race's results final. Idempotent: a crash at any step is repaired by running it again.
+
+        1. Freeze the live item (``settledAt``; an empty one if nobody rode): from now on the
+           aggregator merges nothing into it, so what step 2 reads is final.
+        2. Reconcile: every racer the live item marks finished gets its final result (and personal
+           best) if finals has not written it, or wrote something else (e.g. it gave up on a write).
+        3. Mark the identity settled and take it off the pending list: the API may now cache the
+           results as immutable, and the aggregator dead-letters later records as ``late``.
+        """
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        try:
+            with _store_errors():
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=items.live_key(race.race_id),
+                    UpdateExpression=(
+                        "SET settledAt = :now, raceId = :race, classId = if_not_exists(classId, :class), "
+                        "updatedAt = :now, board = if_not_exists(board, :empty), "
+                        "version = if_not_exists(version, :zero) + :one"
+                    ),
+                    ConditionExpression="attribute_not_exists(settledAt)",
+                    ExpressionAttributeValues={
+                        ":now": {"N": str(now)},
+                        ":race": {"N": str(race.race_id)},
+                        ":class": {"N": str(race.class_id)},
+                        ":empty": {"B": items.encode_board({})},
+                        ":zero": {"N": "0"},
+                        ":one": {"N": "1"},
+                    },
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise  # already frozen by an earlier attempt: go on
+        live = self._get(items.live_key(race.race_id), consistent=True) or {}
+        finished = items.finished_results_of_live(live) if live else []
+        stored = {
+            result.racer_id: result
+            for result in map(
+                items.final_result_from_item,
+                self._batch_get([items.result_key(race.race_id, result.racer_id) for result in finished]),
+            )
+        }
+        missing = [result for result in finished if stored.get(result.racer_id) != result]
+        if missing:
+            self.put_final_results(missing)
+            self.put_personal_bests(items.personal_best_of(result) for result in missing)
+        try:
+            with _store_errors():
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=items.identity_key(race.race_id),
+                    UpdateExpression=f"SET settledAt = :now REMOVE {GSI1_PK}, {GSI1_SK}",
+                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(settledAt)",
+                    ExpressionAttributeValues={":now": {"N": str(now)}},
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+        return SettleOutcome(race_id=race.race_id, finished=len(finished), reconciled=len(missing))
 
     # --- writes: final results and personal bests (finals) -------------------------------
 
@@ -322,6 +495,81 @@ class ResultsTable:
                     ConditionExpression="attribute_not_exists(pk) OR score < :s",
                     ExpressionAttributeValues={":s": item["score"]},
                 )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    # --- staff corrections: void a result, replace a personal best ------------------------
+
+    def final_result(self, race_id: int, racer_id: int) -> FinalResult | None:
+        """A racer's final result of a race (one GetItem)."""
+        item = self._get(items.result_key(race_id, racer_id), consistent=True)
+        return items.final_result_from_item(item) if item else None
+
+    def voided_result(self, race_id: int, racer_id: int) -> FinalResult | None:
+        """The result staff voided (the void marker), or None (one GetItem)."""
+        item = self._get(items.void_key(race_id, racer_id), consistent=True)
+        return items.final_result_from_item(item) if item else None
+
+    def voided_racer_ids(self, race_id: int) -> set[int]:
+        """Racers whose result of the race staff voided (one Query of the race's partition)."""
+        found: set[int] = set()
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :void)",
+            "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk", "#racer": "racerId"},
+            "ExpressionAttributeValues": {":pk": {"S": items.race_pk(race_id)}, ":void": {"S": items.VOID_SK_PREFIX}},
+            "ProjectionExpression": "#racer",
+            "ConsistentRead": True,
+        }
+        while True:
+            with _store_errors():
+                response = self._client.query(**params)
+            found.update(items.voided_racer_id_from_item(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return found
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def void_final_result(self, result: FinalResult, *, voided_at_ms: int) -> None:
+        """Take a final result out of the race's results, leaving a void marker, in one transaction.
+
+        Idempotent: voiding again finds no result to delete and rewrites the same marker.
+        """
+        with _store_errors():
+            self._client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": items.void_item(result, voided_at_ms=voided_at_ms)}},
+                    {"Delete": {"TableName": self._table, "Key": items.result_key(result.race_id, result.racer_id)}},
+                ]
+            )
+
+    def replace_personal_best(
+        self, class_id: int, racer_id: int, *, expected: PersonalBest | None, best: PersonalBest | None
+    ) -> bool:
+        """Set (or, with ``best=None``, delete) a racer's best in a class, only if it is still ``expected``.
+
+        Unlike ``put_personal_bests`` this may lower a best (a voided result). False when the stored
+        best is no longer ``expected`` (finals wrote a better one meanwhile): read again and retry.
+        """
+        key = items.best_key(class_id, racer_id)
+        if expected is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "score = :s AND raceId = :r",
+                "ExpressionAttributeValues": {
+                    ":s": {"N": items.units_to_number(output_units(expected.score))},
+                    ":r": {"N": str(expected.race_id)},
+                },
+            }
+        try:
+            with _store_errors():
+                if best is None:
+                    self._client.delete_item(TableName=self._table, Key=key, **condition)
+                else:
+                    self._client.put_item(TableName=self._table, Item=items.personal_best_item(best), **condition)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
@@ -398,12 +646,36 @@ class ResultsTable:
         return found
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+_INDEX_KEYS = {GSI1: frozenset({PK, SK, GSI1_PK, GSI1_SK}), GSI2: frozenset({PK, SK, GSI2_PK, GSI2_SK})}
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _admit(
+    totals: Mapping[int, RacerTotal], pending: Mapping[str, Mapping[str, Any]], max_racers: int | None
+) -> tuple[Mapping[str, Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
+    """(admitted, rejected): racers already in the race always; new ones while there is room, lowest id first."""
+    if max_racers is None:
+        return pending, {}
+    new = sorted((key for key in pending if int(key) not in totals), key=int)
+    room = max(0, max_racers - len(totals))
+    if len(new) <= room:
+        return pending, {}
+    refused = set(new[room:])
+    admitted = {key: value for key, value in pending.items() if key not in refused}
+    return admitted, {key: pending[key] for key in new[room:]}
+
+
+def _is_key_of(start_key: Mapping[str, Any], index: str, key_attribute: str, key_value: str) -> bool:
+    """A start key must be a key of this index (table and index keys, all strings) in the partition being
+    queried: a key of another race or class, or of another shape, is refused before DynamoDB sees it."""
+    return (
+        isinstance(start_key, Mapping)
+        and set(start_key) == _INDEX_KEYS[index]
+        and all(
+            isinstance(value, dict) and len(value) == 1 and isinstance(value.get("S"), str)
+            for value in start_key.values()
+        )
+        and start_key[key_attribute] == {"S": key_value}
+    )
 
 
 BOTO_CONFIG = BotoConfig(
@@ -426,7 +698,14 @@ def get_dynamodb_client() -> Any:
 @lru_cache(maxsize=1)
 def get_results_table() -> ResultsTable:
     config = get_config()
-    return ResultsTable(get_dynamodb_client(), config.table_name, config.cursor_secret)
+    return ResultsTable(get_dynamodb_client(), config.table_name)
 
 
-__all__ = ("MergeOutcome", "ResultsTable", "get_dynamodb_client", "get_results_table")
+__all__ = (
+    "MergeOutcome",
+    "ResultsTable",
+    "SettleOutcome",
+    "Watermark",
+    "get_dynamodb_client",
+    "get_results_table",
+)

@@ -34,6 +34,10 @@ def setup(seconds: int) -> dict:
     race_b = Race.objects.create(
         race_class=race_class, starts_at=ends_at, ends_at=ends_at + timedelta(minutes=2), status="scheduled"
     )
+    from races.integrations import race_identities_publish
+
+    # made directly, not through the services: tell the pipeline the schedule as they would
+    assert race_identities_publish(races=[race_a, race_b]) == 2
     return {
         "classId": race_class.pk,
         "raceA": race_a.pk,

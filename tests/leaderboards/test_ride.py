@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from datetime import timedelta
 
 import boto3
 import pytest
+import redis
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -27,6 +30,15 @@ def _fresh_kinesis_client():
     ride.get_kinesis_client.cache_clear()
     yield
     ride.get_kinesis_client.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _rate_limits_in_redis(redis_url, settings):
+    """The per-racer buckets live in the test Redis; every test starts with full buckets."""
+    settings.REDIS_URL = redis_url
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter("alleycat:ride:rate:*"):
+        client.delete(key)
 
 
 @pytest.fixture
@@ -113,12 +125,12 @@ async def test_valid_reading_lands_on_the_stream_for_the_current_race(rider, cur
     ack = json.loads(await ws.receive_from(timeout=5))
     await ws.disconnect()
     assert ack["type"] == "ack"
-    assert ack["raceId"] == current_race.pk
+    assert ack["race_id"] == current_race.pk
     assert 41 <= ack["second"] <= 43  # the race clock, not the browser's
     assert ack["output"] == round((90 + 35) * (40 + 65) / 100, 4)
     records = stream_records(stream)
     assert len(records) == 1
-    assert records[0]["PartitionKey"] == str(current_race.pk)
+    assert records[0]["PartitionKey"] == f"{current_race.pk}:1"  # race and racer: a race spreads over shards
     message = json.loads(records[0]["Data"])
     assert message == {
         "event": "update",
@@ -248,10 +260,108 @@ async def test_a_reading_of_a_race_that_has_ended_is_refused_not_put_in_the_next
     )
     error = json.loads(await ws.receive_from(timeout=5))
     # THEN it is refused and nothing reaches the stream; naming the current race is accepted
-    assert error["type"] == "error" and error["code"] == "race_over" and error["raceId"] == ended_race_id
+    assert error["type"] == "error" and error["code"] == "race_over" and error["race_id"] == ended_race_id
     assert stream_records(stream) == []
     await ws.send_to(text_data=json.dumps(reading(classId=current_race.race_class_id, raceId=current_race.pk)))
     ack = json.loads(await ws.receive_from(timeout=5))
     await ws.disconnect()
-    assert ack["type"] == "ack" and ack["raceId"] == current_race.pk
+    assert ack["type"] == "ack" and ack["race_id"] == current_race.pk
     assert len(stream_records(stream)) == 1
+
+
+@pytest.fixture
+def second_rider(rider):
+    user = get_user_model().objects.create_user("rider-two", password="pw-for-tests")
+    Racer.objects.filter(racer_id=2).update(user=user)
+    return session_cookie(user)
+
+
+async def test_rate_limit_holds_per_racer_across_sockets(rider, current_race, stream):
+    # GIVEN one racer with three sockets open
+    sockets = [communicator(rider) for _ in range(3)]
+    for ws in sockets:
+        assert (await ws.connect())[0]
+    # WHEN each socket sends two readings at once (six in all)
+    for ws in sockets:
+        for _ in range(2):
+            await ws.send_to(text_data=json.dumps(reading(classId=current_race.race_class_id)))
+    replies = [json.loads(await ws.receive_from(timeout=5)) for ws in sockets for _ in range(2)]
+    for ws in sockets:
+        await ws.disconnect()
+    # THEN only the racer's burst is accepted, not a burst per socket
+    assert sum(reply["type"] == "ack" for reply in replies) == ride.BURST
+    assert sum(reply.get("code") == "rate_limited" for reply in replies) == 6 - ride.BURST
+    assert len(stream_records(stream)) == ride.BURST
+
+
+async def test_a_blocked_put_delays_neither_another_rider_nor_a_viewers_connect(
+    rider, second_rider, current_race, stream, table, monkeypatch
+):
+    # GIVEN a stream whose put hangs for racer 1's readings (and only theirs)
+    release = threading.Event()
+    real_put = ride.put_records
+
+    def put_records(records):
+        if any(record["PartitionKey"].endswith(":1") for record in records):
+            release.wait(20)
+        return real_put(records)
+
+    monkeypatch.setattr(ride, "put_records", put_records)
+    first, second = communicator(rider), communicator(second_rider)
+    assert (await first.connect())[0] and (await second.connect())[0]
+    try:
+        await first.send_to(text_data=json.dumps(reading(classId=current_race.race_class_id)))
+        await asyncio.sleep(0.3)  # racer 1's batch is on its way and stuck
+
+        # WHEN another racer rides and a viewer connects
+        started = time.monotonic()
+        await second.send_to(text_data=json.dumps(reading(racerId=2, classId=current_race.race_class_id)))
+        ack = json.loads(await second.receive_from(timeout=5))
+        acked_after = time.monotonic() - started
+        headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+        viewer = WebsocketCommunicator(application, f"/ws/races/{current_race.pk}/", headers=headers)
+        started = time.monotonic()
+        assert (await viewer.connect(timeout=5))[0]
+        assert json.loads(await viewer.receive_from(timeout=5))["type"] == "snapshot"
+        viewer_after = time.monotonic() - started
+
+        # THEN both are served at once, while racer 1 still waits
+        assert ack["type"] == "ack" and acked_after < 1.0
+        assert viewer_after < 1.0
+        assert await first.receive_nothing(timeout=0.2)
+        await viewer.disconnect()
+    finally:
+        release.set()
+    assert json.loads(await first.receive_from(timeout=10))["type"] == "ack"
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def test_a_failed_put_is_reported_to_its_rider_only(rider, second_rider, current_race, stream, monkeypatch):
+    # GIVEN Kinesis refusing racer 1's record in a batch shared with racer 2
+    real_put = ride.put_records
+    batches = []
+
+    def put_records(records):
+        batches.append([record["PartitionKey"] for record in records])
+        refused = {
+            i: "ProvisionedThroughputExceededException: slow down"
+            for i, record in enumerate(records)
+            if record["PartitionKey"].endswith(":1")
+        }
+        put = real_put([r for i, r in enumerate(records) if i not in refused])
+        assert put == {}
+        return refused
+
+    monkeypatch.setattr(ride, "put_records", put_records)
+    first, second = communicator(rider), communicator(second_rider)
+    assert (await first.connect())[0] and (await second.connect())[0]
+    await first.send_to(text_data=json.dumps(reading(classId=current_race.race_class_id)))
+    await second.send_to(text_data=json.dumps(reading(racerId=2, classId=current_race.race_class_id)))
+    replies = [json.loads(await first.receive_from(timeout=10)), json.loads(await second.receive_from(timeout=10))]
+    await first.disconnect()
+    await second.disconnect()
+    assert replies[0]["code"] == "stream_unavailable"
+    assert replies[1]["type"] == "ack"
+    assert len(batches) == 1 and sorted(batches[0]) == sorted([f"{current_race.pk}:1", f"{current_race.pk}:2"])
+    assert [record["PartitionKey"] for record in stream_records(stream)] == [f"{current_race.pk}:2"]

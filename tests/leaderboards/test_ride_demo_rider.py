@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate as django_authenticate
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from races.models import Racer
 
 pytestmark = pytest.mark.django_db
+
+
+def authenticate(**credentials):
+    # Login throttling (django-axes) counts attempts per request: authenticate() needs one, as a login view has.
+    return django_authenticate(RequestFactory().post("/accounts/login/"), **credentials)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 from processors.local.bootstrap import Resources, bootstrap
 from processors.local.simulator import RaceSpec, SimulationResult, Simulator, profiles
 from processors.local.template import load_local_settings
-from processors.table import ResultsTable
+from processors.table import RaceIdentity, ResultsTable
 from tests.pipeline.conftest import GroupListener, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -45,8 +45,26 @@ def stack() -> Resources:
     return bootstrap(None, load_local_settings())
 
 
+def publish(resources: Resources, *races: RaceSpec, grace_s: int = 120) -> None:
+    """Publish the races' identities (A0) as the races app does: starting now, as long as they are played."""
+    table = results_table(resources)
+    now_ms = int(time.time() * 1000)
+    for race in races:
+        ends_at_ms = now_ms + race.last_second * 1000
+        assert table.put_race_identity(
+            RaceIdentity(
+                race_id=race.race_id,
+                class_id=race.class_id,
+                starts_at_ms=now_ms,
+                ends_at_ms=ends_at_ms,
+                length_s=race.last_second,
+                settle_at_ms=ends_at_ms + grace_s * 1000,
+            )
+        )
+
+
 def results_table(resources: Resources) -> ResultsTable:
-    return ResultsTable(boto3.client("dynamodb"), resources.table_name, b"e2e cursor secret")
+    return ResultsTable(boto3.client("dynamodb"), resources.table_name)
 
 
 def history_object(resources: Resources, class_id: int) -> dict[str, Any] | None:
@@ -131,6 +149,7 @@ class TestWholePipeline:
         resources = stack()
         runner = runner_process()
         race = RaceSpec(race_id=7001, class_id=3, first_second=1, last_second=20)
+        publish(resources, race)
         racers = profiles([(racer_id, None) for racer_id in range(1, 26)])
 
         with GroupListener(redis_url, f"race.{race.race_id}") as listener:
@@ -190,6 +209,7 @@ class TestWholePipeline:
             lambda: kinesis_records() is not None, timeout=PIPELINE_TIMEOUT, what="runner polling", output=runner.output
         )
         race = RaceSpec(race_id=7002, class_id=4, first_second=1, last_second=30)
+        publish(resources, race)
         thread, holder = play_in_background(resources, race, range(101, 126), speed=2)
 
         # WHEN the runner dies (SIGKILL) once it has processed part of the race
@@ -219,6 +239,7 @@ class TestWholePipeline:
         low = [r for r in range(7100, 7200) if int(hashlib.md5(str(r).encode()).hexdigest(), 16) < 2**127][:2]
         high = [r for r in range(7100, 7200) if int(hashlib.md5(str(r).encode()).hexdigest(), 16) >= 2**127][:1]
         races = [RaceSpec(race_id=r, class_id=5 + i, first_second=1, last_second=30) for i, r in enumerate(low + high)]
+        publish(resources, *races)
         playing = [
             play_in_background(resources, race, range(200 + 20 * i, 212 + 20 * i), 5) for i, race in enumerate(races)
         ]

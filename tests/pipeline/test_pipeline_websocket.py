@@ -19,7 +19,7 @@ from processors.local.simulator import RaceSpec, Simulator, profiles
 from processors.local.template import load_local_settings
 from processors.table import store
 from tests.factories import RaceFactory
-from tests.pipeline.test_pipeline import expected_figures
+from tests.pipeline.test_pipeline import expected_figures, publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -27,10 +27,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def site_on_the_pipeline(pipeline_env, redis_url, settings) -> Iterator[None]:
     """The Django site reading this test's endpoint and Redis (clients are cached per process)."""
-    host = {"address": redis_url, "socket_timeout": 15}
+    host = {"address": redis_url, "socket_timeout": 5}
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [host]}}
+        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [host]}}
     }
+    settings.REDIS_URL = redis_url
     for cached in (config.get_config, store.get_dynamodb_client, store.get_results_table):
         cached.cache_clear()
     yield
@@ -54,6 +55,7 @@ async def test_a_websocket_subscriber_sees_the_race_standings_up_to_the_last_sec
     assert first["type"] in ("snapshot", "error")  # no live item yet: an empty snapshot
 
     spec = RaceSpec(race_id=race.pk, class_id=race.race_class_id, first_second=1, last_second=20)
+    await sync_to_async(publish)(resources, spec)
     simulator = Simulator(boto3.client("kinesis"), resources.stream_name)
     result = await asyncio.to_thread(
         simulator.play, spec, profiles((racer_id, None) for racer_id in range(301, 326)), speed=10, collect=True
@@ -72,6 +74,6 @@ async def test_a_websocket_subscriber_sees_the_race_standings_up_to_the_last_sec
     else:
         pytest.fail(f"no complete standings over the WebSocket; last: {last}\n{runner.output()[-4000:]}")
     await ws.disconnect()
-    assert last["raceId"] == race.pk
-    assert {row["racerId"]: row["score"] for row in last["rows"]} == pytest.approx(scores, abs=1e-6)
+    assert last["race_id"] == race.pk
+    assert {row["racer_id"]: row["score"] for row in last["rows"]} == pytest.approx(scores, abs=1e-6)
     assert await sync_to_async(runner.stop)() == 0

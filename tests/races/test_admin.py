@@ -39,6 +39,8 @@ ADMIN_PAGES = [
     ("admin:races_race_changelist", None),
     ("admin:races_race_change", "race"),
     ("admin:races_race_add", None),
+    ("admin:races_racer_import", None),
+    ("admin:races_resultvoid_changelist", None),
     ("admin:django_celery_beat_periodictask_changelist", None),
 ]
 
@@ -129,3 +131,73 @@ def test_admin_index_links_to_the_pipeline_page(staff_client):
     response = staff_client.get(reverse("admin:index"))
     assert response.status_code == 200
     assert reverse("admin-pipeline") in response.content.decode()
+
+
+def _race_form(race, **changes):
+    data = {
+        "race_class": race.race_class_id,
+        "starts_at_0": f"{race.starts_at:%Y-%m-%d}",
+        "starts_at_1": f"{race.starts_at:%H:%M:%S}",
+        "ends_at_0": f"{race.ends_at:%Y-%m-%d}",
+        "ends_at_1": f"{race.ends_at:%H:%M:%S}",
+    }
+    data.update(changes)
+    return data
+
+
+def test_adding_a_race_goes_through_the_service(staff_client, seeded):
+    race_class = seeded["race_class"]
+    template = RaceFactory.build(race_class=race_class, starts_at=datetime(2030, 7, 1, 9, 0, tzinfo=UTC))
+    response = staff_client.post(reverse("admin:races_race_add"), _race_form(template, status="cancelled"))
+    assert response.status_code == 302
+    added = Race.objects.get(race_class=race_class, starts_at=template.starts_at)
+    assert added.schedule is None  # a one-off race
+    assert added.status == Race.Status.SCHEDULED  # status is not a form field
+
+
+def test_status_and_schedule_are_read_only_in_the_change_form(staff_client, seeded):
+    race = RaceFactory(race_class=seeded["race_class"], starts_at=datetime(2030, 1, 1, 12, 0, tzinfo=UTC))
+    response = staff_client.get(reverse("admin:races_race_change", args=[race.pk]))
+    form = response.context["adminform"].form
+    assert "status" not in form.fields and "schedule" not in form.fields
+    later = race.starts_at + timedelta(days=1)
+    response = staff_client.post(
+        reverse("admin:races_race_change", args=[race.pk]),
+        _race_form(race, status="finished", starts_at_0=f"{later:%Y-%m-%d}", ends_at_0=f"{later:%Y-%m-%d}"),
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("admin:races_race_changelist")
+    race.refresh_from_db()
+    assert race.starts_at == later and race.status == Race.Status.SCHEDULED
+
+
+def test_a_running_race_keeps_its_start_with_the_reason_as_a_message(staff_client, seeded):
+    now = timezone.now().replace(microsecond=0)
+    race = RaceFactory(race_class=seeded["race_class"], starts_at=now - timedelta(minutes=1), status="active")
+    moved = race.starts_at + timedelta(seconds=30)
+    response = staff_client.post(
+        reverse("admin:races_race_change", args=[race.pk]),
+        _race_form(race, starts_at_1=f"{moved:%H:%M:%S}"),
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert any("keeps its class and start" in str(m) for m in response.context["messages"])
+    race.refresh_from_db()
+    assert race.starts_at == now - timedelta(minutes=1)
+    # its end may move
+    later_end = race.ends_at + timedelta(minutes=2)
+    response = staff_client.post(
+        reverse("admin:races_race_change", args=[race.pk]), _race_form(race, ends_at_1=f"{later_end:%H:%M:%S}")
+    )
+    assert response.status_code == 302
+    race.refresh_from_db()
+    assert race.ends_at == later_end
+
+
+def test_a_finished_race_cannot_be_changed(staff_client, seeded):
+    race = RaceFactory(race_class=seeded["race_class"], starts_at=datetime(2025, 1, 1, tzinfo=UTC), status="finished")
+    response = staff_client.post(
+        reverse("admin:races_race_change", args=[race.pk]), _race_form(race, ends_at_1="00:03:00"), follow=True
+    )
+    assert any("cannot be changed" in str(m) for m in response.context["messages"])
+    race.refresh_from_db()
+    assert race.duration == timedelta(minutes=5)

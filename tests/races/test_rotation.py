@@ -196,8 +196,8 @@ def test_rotation_sends_started_and_finished_events_to_the_class_group():
     race_rotate(now=T0)
     first = async_to_sync(layer.receive)(channel)
     assert first["type"] == "race.started"
-    assert first["race"]["classId"] == schedule.race_class_id
-    assert first["race"]["startsAt"] == "2026-06-01T12:00:00Z"
+    assert first["race"]["class_id"] == schedule.race_class_id
+    assert first["race"]["starts_at"] == "2026-06-01T12:00:00Z"
     race_rotate(now=T0 + timedelta(minutes=5))
     kinds = {async_to_sync(layer.receive)(channel)["type"] for _ in range(2)}
     assert kinds == {"race.started", "race.finished"}

@@ -37,13 +37,10 @@
     return m + ":" + (s < 10 ? "0" : "") + s;
   }
 
-  // A row as the consumer sends it: an object, or the compact [rank, racerId, name, score, second, output, finished].
+  // A row as the consumer sends it (snake_case, README "Live messages").
   function normalise(row) {
-    if (Array.isArray(row)) {
-      return { rank: row[0], racerId: row[1], name: row[2], score: row[3], second: row[4], output: row[5], finished: row[6] };
-    }
     return {
-      rank: row.rank, racerId: row.racerId != null ? row.racerId : row.racer_id, name: row.name, score: row.score,
+      rank: row.rank, racerId: row.racer_id, name: row.name, score: row.score,
       second: row.second, output: row.output, finished: !!row.finished
     };
   }
@@ -129,7 +126,7 @@
   }
 
   function onStandings(msg) {
-    var msgRace = msg.raceId != null ? Number(msg.raceId) : null;
+    var msgRace = msg.race_id != null ? Number(msg.race_id) : null;
     if (msg.type === "snapshot") {
       // The consumer's view of the class's current race (null between races).
       var race = msg.race;
@@ -142,8 +139,8 @@
       }
       if (Number(race.id) !== raceId || endsAt == null) {
         if (raceId != null && Number(race.id) < raceId) return;
-        if (Number(race.id) !== raceId) showRace(Number(race.id), race.endsAt);
-        else { endsAt = Date.parse(race.endsAt); timeLeftEl.hidden = false; tick(); }
+        if (Number(race.id) !== raceId) showRace(Number(race.id), race.ends_at);
+        else { endsAt = Date.parse(race.ends_at); timeLeftEl.hidden = false; tick(); }
       }
     } else if (msgRace != null && raceId != null && msgRace !== raceId) {
       if (msgRace < raceId) return; // a late update of an earlier race
@@ -152,16 +149,16 @@
       showRace(msgRace, null);
     }
     lastRows = (msg.rows || []).map(normalise);
-    var own = msg.own || msg.me || msg.racer || msg.you || null;
+    var own = msg.racer || null;
     lastOwn = own ? normalise(own) : null;
     totalEl.textContent = msg.total != null ? msg.total : lastRows.length;
     render();
   }
 
   function onRaceStarted(race) {
-    if (!race || Number(race.classId) !== classId) return;
+    if (!race || Number(race.class_id) !== classId) return;
     if (raceId != null && Number(race.id) < raceId) return;
-    if (Number(race.id) !== raceId || endsAt == null) showRace(Number(race.id), race.endsAt);
+    if (Number(race.id) !== raceId || endsAt == null) showRace(Number(race.id), race.ends_at);
     setStatus("Race #" + race.id + " has started.");
   }
 
@@ -172,7 +169,7 @@
   }
 
   function onRaceFinished(race) {
-    if (!race || Number(race.classId) !== classId) return;
+    if (!race || Number(race.class_id) !== classId) return;
     showFinished(race.id);
     if (Number(race.id) === raceId) timeLeftEl.hidden = true;
   }
@@ -216,7 +213,7 @@
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (race) {
         if (race && race.id && (raceId == null || race.id > raceId)) {
-          onRaceStarted({ id: race.id, classId: race.class_id, endsAt: race.ends_at });
+          onRaceStarted({ id: race.id, class_id: race.class_id, ends_at: race.ends_at });
         }
       })
       .catch(function () { /* try again on the next tick */ })

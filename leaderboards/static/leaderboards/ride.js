@@ -59,16 +59,16 @@
     var data;
     try { data = JSON.parse(message.data); } catch (e) { return; }
     if (data.type === "ack") {
-      raceId = data.raceId;
-      raceEl.textContent = "#" + data.raceId;
+      raceId = data.race_id;
+      raceEl.textContent = "#" + data.race_id;
       secondEl.textContent = data.second;
       outputEl.textContent = Number(data.output).toFixed(1);
-      raceEndsAt = data.endsAt ? Date.parse(data.endsAt) : null;
+      raceEndsAt = data.ends_at ? Date.parse(data.ends_at) : null;
       if (data.event === "final") {
-        setStatus("Finished race #" + data.raceId + ". Well ridden!");
+        setStatus("Finished race #" + data.race_id + ". Well ridden!");
         stop(false);
       } else {
-        setStatus("Riding in race #" + data.raceId + ".");
+        setStatus("Riding in race #" + data.race_id + ".");
       }
     } else if (data.type === "error") {
       setStatus(ERRORS[data.code] || data.message || "Error: " + data.code);

@@ -16,6 +16,7 @@ import urllib.request
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from alleycat_site.devstack import stack_env_write
 from alleycat_site.stack import Service, run_stack
 
 logger = logging.getLogger("alleycat.stack")
@@ -68,6 +69,9 @@ class Command(BaseCommand):
         python = sys.executable
         services: list[Service] = []
         services += pipeline_services(python=python, base_env=base_env)
+        if services:  # the table exists now (bootstrap): tell the pipeline the schedule before bikes ride
+            manage = str(settings.BASE_DIR / "manage.py")
+            services.append(Service("publish-races", [python, manage, "publish_races"], oneshot=True))
         services += [
             Service(
                 "web",
@@ -78,8 +82,13 @@ class Command(BaseCommand):
             Service("beat", [python, "-m", "celery", "-A", "alleycat_site", "beat", "-l", "INFO", "--pidfile="]),
         ]
         services += simulator_services(python=python, base_env=base_env)
+        # For commands run by hand in another shell (alleycat_site/devstack.py): this stack's endpoint.
+        stack_env = stack_env_write(settings.VAR_DIR, base_env)
         self.stdout.write(f"Alleycat on http://{host}:{port}/  (admin: http://{host}:{port}/admin/) — Ctrl-C stops it.")
-        code = run_stack(services, cwd=settings.BASE_DIR, base_env=base_env)
+        try:
+            code = run_stack(services, cwd=settings.BASE_DIR, base_env=base_env)
+        finally:
+            stack_env.unlink(missing_ok=True)
         if embedded is not None:
             embedded.shutdown()
         sys.exit(code)

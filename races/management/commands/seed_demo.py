@@ -1,4 +1,7 @@
-"""Seed demo data on the first run: 6 classes, 40 racers, a continuous schedule per class.
+"""Seed demo data on the first run: 6 classes, 150 racers, a continuous schedule per class.
+
+Racer names are Faker names seeded by racer id (``processors.local.names``): plausible, distinct,
+the same on every machine.
 
 Does nothing when any race class exists, so `make run` can call it every time.
 """
@@ -7,6 +10,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from processors.local.names import distinct_names
 from races.models import RaceClass, Racer, RaceSchedule
 from races.services import floor_to_boundary, race_rotate
 
@@ -19,11 +23,9 @@ DEMO_CLASSES = [
     ("Recovery", "Easy spin. Still a race."),
 ]
 
-FIRST_NAMES = [
-    "Ada", "Bo", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ike", "Jo",
-    "Kai", "Lux", "Mo", "Nia", "Oz", "Pia", "Quin", "Ren", "Sol", "Tove",
-]  # fmt: skip
-LAST_NAMES = ["Pedal", "Spoke", "Crank", "Chain"]
+# Enough racers for the demo simulator to fill every class's race (24 each) with real Racer
+# rows (racer pages, names), plus racer 1, the demo rider, whom the simulator leaves alone.
+DEMO_RACERS = 150
 
 
 class Command(BaseCommand):
@@ -44,14 +46,14 @@ class Command(BaseCommand):
             )
             if not race_class.schedules.exists():
                 RaceSchedule.objects.create(race_class=race_class, starts_at=start, race_minutes=5)
-        for index in range(40):
-            racer_id = index + 1
-            name = f"{FIRST_NAMES[index % len(FIRST_NAMES)]} {LAST_NAMES[index // len(FIRST_NAMES) % len(LAST_NAMES)]}"
-            Racer.objects.get_or_create(racer_id=racer_id, defaults={"name": name})
+        existing = set(Racer.objects.filter(racer_id__lte=DEMO_RACERS).values_list("racer_id", flat=True))
+        taken = Racer.objects.values_list("name", flat=True)
+        names = distinct_names((i for i in range(1, DEMO_RACERS + 1) if i not in existing), taken=taken)
+        Racer.objects.bulk_create([Racer(racer_id=racer_id, name=name) for racer_id, name in names.items()])
         result = race_rotate()
         self.stdout.write(
             self.style.SUCCESS(
-                f"Seeded {len(DEMO_CLASSES)} classes, 40 racers, schedules from {start:%H:%M} UTC; "
+                f"Seeded {len(DEMO_CLASSES)} classes, {DEMO_RACERS} racers, schedules from {start:%H:%M} UTC; "
                 f"{len(result.created)} races created."
             )
         )

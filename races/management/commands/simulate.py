@@ -21,7 +21,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from processors.local.names import distinct_names
 from processors.local.simulator import MAX_RACERS, RaceSpec, SimulationResult, Simulator, profiles
+from races.integrations import race_identities_publish
 from races.models import Race, RaceClass, Racer
 from races.selectors import race_class_list_with_current, race_current_for_class
 
@@ -33,7 +35,7 @@ SYNTHETIC_RACER_BASE = 100_000  # ids of generated racers in the demo (no Racer 
 
 
 def _racer_pairs(count: int, *, offset: int = 0, stride: int = 1, synthetic_base: int) -> list[tuple[int, str | None]]:
-    """``count`` racers: Racer rows first (every ``stride``-th from ``offset``), then generated ones.
+    """``count`` racers: Racer rows first (every ``stride``-th from ``offset``), then generated ones (Faker names).
 
     Racers linked to a user account are left out: they ride themselves (the ride page), and a
     simulated bike must never send readings in their name.
@@ -41,7 +43,15 @@ def _racer_pairs(count: int, *, offset: int = 0, stride: int = 1, synthetic_base
     unlinked = Racer.objects.filter(user__isnull=True).order_by("racer_id")
     rows = list(unlinked.values_list("racer_id", "name"))[offset::stride][:count]
     pairs: list[tuple[int, str | None]] = [(racer_id, name) for racer_id, name in rows]
-    pairs += [(synthetic_base + index, None) for index in range(count - len(pairs))]
+    missing = count - len(pairs)
+    if missing > 0:
+        # Generated racers: ids no Racer row has (a bike must not ride under someone's id), and
+        # Faker names distinct from every registered racer's.
+        window = range(synthetic_base, synthetic_base + 2 * missing + 1000)
+        registered = set(Racer.objects.filter(racer_id__in=window).values_list("racer_id", flat=True))
+        ids = [racer_id for racer_id in window if racer_id not in registered][:missing]
+        names = distinct_names(ids, taken=Racer.objects.values_list("name", flat=True).iterator())
+        pairs += [(racer_id, names[racer_id]) for racer_id in ids]
     return pairs
 
 
@@ -82,6 +92,8 @@ class Command(BaseCommand):
         if options["speed"] <= 0:
             raise CommandError("--speed must be positive")
         race = self._race(options["race_class"], options["race"])
+        # The pipeline counts a reading only for a race it knows: publish it (idempotent) before riding.
+        race_identities_publish(races=[race])
         spec = _race_spec(race, seconds=options["seconds"], from_now=options["race"] == "current")
         racers = profiles(_racer_pairs(options["racers"], synthetic_base=SYNTHETIC_RACER_BASE))
         self.stdout.write(
@@ -149,6 +161,7 @@ class Command(BaseCommand):
                 race = entry.current
                 if race is None or race.pk in playing:
                     continue
+                race_identities_publish(races=[race])  # idempotent; rotation publishes it too
                 spec = _race_spec(race, seconds=None, from_now=True)
                 pairs = _racer_pairs(
                     racers,

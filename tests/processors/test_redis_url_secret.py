@@ -1,0 +1,53 @@
+"""The publisher's Redis URL: REDIS_URL locally, an SSM SecureString on AWS (read at cold start), never plaintext."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+
+from processors.config import REDIS_URL_PARAMETER_ENV, redis_url
+from processors.handlers import publisher
+
+SECRET_URL = "rediss://:s3cr3t-password@redis.example.internal:6379/0"
+
+
+@pytest.fixture
+def fresh_caches():
+    parameters.clear_caches()
+    publisher.get_channel_layer.cache_clear()
+    yield
+    parameters.clear_caches()
+    publisher.get_channel_layer.cache_clear()
+
+
+def test_url_comes_from_the_secure_string_parameter(aws, monkeypatch, fresh_caches) -> None:
+    boto3.client("ssm").put_parameter(Name="/alleycat/redis-url", Value=SECRET_URL, Type="SecureString")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv(REDIS_URL_PARAMETER_ENV, "/alleycat/redis-url")
+    assert redis_url() == SECRET_URL
+    # The publisher connects with it (one GetParameter per cold start, then cached).
+    assert publisher.redis_url is redis_url
+    layer = publisher.get_channel_layer()
+    assert layer is not None and layer.hosts[0]["address"] == SECRET_URL
+
+
+def test_redis_url_wins_locally(monkeypatch, fresh_caches) -> None:
+    monkeypatch.setenv("REDIS_URL", "unix:///tmp/redis.sock")
+    monkeypatch.setenv(REDIS_URL_PARAMETER_ENV, "/never/read")
+    assert redis_url() == "unix:///tmp/redis.sock"
+
+
+def test_neither_set_means_nothing_to_publish_to(monkeypatch, fresh_caches) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv(REDIS_URL_PARAMETER_ENV, raising=False)
+    assert redis_url() is None
+    assert publisher.get_channel_layer() is None
+
+
+def test_a_missing_parameter_fails_loudly(aws, monkeypatch, fresh_caches) -> None:
+    # A misconfigured name must not look like "no Redis configured": the invocation fails and retries.
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv(REDIS_URL_PARAMETER_ENV, "/alleycat/missing")
+    with pytest.raises(parameters.exceptions.GetParameterError):
+        redis_url()
