@@ -89,7 +89,7 @@ def test_the_speedups_are_written_for_the_pinned_moto() -> None:
 
     pins = dict(
         line.split("#")[0].strip().split("==", 1)
-        for line in (Path(__file__).resolve().parents[2] / "requirements.txt").read_text().splitlines()
+        for line in (Path(__file__).resolve().parents[3] / "requirements.txt").read_text().splitlines()
         if "==" in line.split("#")[0]
     )
     assert pins["moto[server]"] == speedups.PINNED_MOTO
