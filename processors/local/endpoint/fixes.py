@@ -1,7 +1,9 @@
 """Fixes of moto's behaviour, always applied: without them the local pipeline loses or keeps records.
 
-Each fix names the moto behaviour it works around (moto 5.2.5, the pinned version; checked again at
-each upgrade of the pin: ``tests/processors/local/test_endpoint.py`` shows each one fails without it).
+Each fix names the moto behaviour it works around, as of moto 5.2.5 (the pinned version): at each
+upgrade of the pin, check whether moto still behaves so. ``tests/processors/local/test_endpoint.py``
+checks the first two through the server (concurrent puts keep every record; new records go to open
+shards after resharding); retention is not tested (it takes an hour or 20,000 stream records).
 
 - ``put_record``: moto numbers a Kinesis record "newest + 1" without a lock, so two PutRecords calls
   served by two threads at once can get the same sequence number and one record silently replaces
