@@ -1,7 +1,7 @@
 """The local pipeline under one big race: N racers at real speed (1 message per racer per second).
 
 Starts what ``make run`` starts for the pipeline, on free ports, 127.0.0.1 only: the embedded AWS
-endpoint (``processors.local.moto``), the bootstrap, the runner (``processors.local.runner``, every
+endpoint (``processors.local.endpoint``), the bootstrap, the runner (``processors.local.runner``, every
 handler in its sandbox process); then plays N racers for S seconds at 1x with the simulator core
 (``processors.local.simulator``), and reports every few seconds and at the end: records/s of the
 aggregator and its lag (iterator age from the runner's status file, and the backlog: messages sent
@@ -128,7 +128,7 @@ def main() -> int:
 
     python = sys.executable
     try:
-        moto = start("moto", [python, "-m", "processors.local.moto", str(port)])
+        moto = start("moto", [python, "-m", "processors.local.endpoint", str(port)])
         wait_http(f"{endpoint}/moto-api/")
         boot = start("bootstrap", [python, "-m", "processors.local.bootstrap"])
         if boot.wait(timeout=120) != 0:

@@ -74,7 +74,7 @@ def operation(environ: dict[str, Any]) -> str:
 
 
 def serve_counting(port: int, counts_path: Path) -> int:
-    """The embedded endpoint (processors.local.moto) with a request counter; counts saved every second."""
+    """The embedded endpoint (processors.local.endpoint) with a request counter; counts saved every second."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     counts: Counter[str] = Counter()
@@ -98,9 +98,9 @@ def serve_counting(port: int, counts_path: Path) -> int:
             tmp.replace(counts_path)
 
     threading.Thread(target=save, daemon=True).start()
-    from processors.local import moto
+    from processors.local.endpoint.__main__ import main as serve
 
-    return moto.main([str(port)])
+    return serve([str(port)])
 
 
 def main() -> int:

@@ -12,8 +12,8 @@ within seconds in a demo (the template's 60 s applies on AWS).
 
 from __future__ import annotations
 
-from processors.local.moto import DEFAULT_PORT, HOST
-from processors.local.runner import PARAMETER_ENV
+from processors.local.endpoint import DEFAULT_PORT, HOST
+from processors.local.runner.config import PARAMETER_ENV
 
 DEMO_FIREHOSE_BUFFER_SECONDS = "10"
 
@@ -30,7 +30,7 @@ def local_pipeline_services(*, python: str, base_env: dict[str, str]) -> list[di
         services.append(
             {
                 "name": "aws",
-                "argv": [python, "-m", "processors.local.moto", port],
+                "argv": [python, "-m", "processors.local.endpoint", port],
                 "ready_url": f"{endpoint}/moto-api/",
             }
         )

@@ -1,6 +1,6 @@
 """End-to-end fixtures: the embedded AWS endpoint as ``make run`` starts it, the runner as a process.
 
-``moto_endpoint`` is overridden here: the pipeline tests run against ``processors.local.moto``
+``moto_endpoint`` is overridden here: the pipeline tests run against ``processors.local.endpoint``
 (moto's server with the adjustments ``make run`` uses: open-shard routing after resharding,
 linear reads), so that what they prove holds for the stack a newcomer runs.
 """
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 def moto_endpoint() -> Iterator[str]:
     """The embedded endpoint of ``make run`` (moto with our patches), not plain moto."""
     port = free_port()
-    argv = [sys.executable, "-m", "processors.local.moto", str(port)]
+    argv = [sys.executable, "-m", "processors.local.endpoint", str(port)]
     with http_server_process(argv, "/moto-api/", port, cwd=REPO) as url:
         yield url
 

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from processors.domain import RaceIdentity
+from processors.local import events
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/alleycat-bikes"
@@ -51,14 +52,10 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 @dataclass
-class LambdaContext:
-    function_name: str = "alleycat-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:alleycat-test"
-    aws_request_id: str = "52fdfc07-2182-454f-963f-5f0f9a621d72"
+class LambdaContext(events.LambdaContext):
+    """The context every handler test passes: the local runner's own, with a default function name."""
 
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+    function_name: str = "alleycat-test"
 
 
 def message(

@@ -7,7 +7,6 @@ import copy
 import gzip
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -33,16 +32,9 @@ from processors.history_store import (
 from processors.local.bootstrap import Resources, bootstrap
 from processors.local.template import load_local_settings
 from processors.table import get_results_table, store
+from tests.processors.factories import LambdaContext
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "history"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:history"
-    aws_request_id: str = "5a1c8e7e-0b7e-4b1c-9a8e-5d5c1c2b3a4f"
 
 
 def _clear_caches() -> None:

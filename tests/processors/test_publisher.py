@@ -7,7 +7,6 @@ import copy
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,9 @@ from processors.handlers import publisher
 from processors.publishing import MAX_BOARD_ROWS, board, board_row, standings_message
 from processors.table import LiveRow, LiveStandings
 from tests.conftest import free_port
+from tests.processors.factories import LambdaContext
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "publisher"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:publisher"
-    aws_request_id: str = "0b0e5a4e-38c1-4f7e-8f0e-3f3c2d1b0a99"
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import base64
 import copy
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,9 @@ from processors import deadletter
 from processors.config import get_config
 from processors.domain import output_of
 from processors.handlers import transformer
+from tests.processors.factories import LambdaContext
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "transformer"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:transformer"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
 
 
 def load_event(name: str) -> dict[str, Any]:

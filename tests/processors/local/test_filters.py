@@ -45,10 +45,12 @@ class TestFilters:
         assert matches(exists, record("a")) and not matches(exists, {"dynamodb": {"NewImage": {}}})
         number = parse_filters([{"Pattern": {"data": {"second": [300]}}}])
         assert matches(number, {"data": {"second": 300.0}}) and not matches(number, {"data": {"second": "300"}})
+        numeric = parse_filters([{"Pattern": {"data": {"second": [{"numeric": [">", 1, "<=", 300]}]}}}])
+        assert matches(numeric, {"data": {"second": 300}}) and not matches(numeric, {"data": {"second": 301}})
 
     @pytest.mark.parametrize(
         "pattern",
-        ['{"a": [{"numeric": [">", 1]}]}', '{"a": "LIVE"}', "[1]"],
+        ['{"a": [{"nonsense": [">", 1]}]}', '{"a": "LIVE"}', "[1]", "{}"],
     )
     def test_unsupported_patterns_are_refused_when_read(self, pattern: str) -> None:
         with pytest.raises(ValueError):

@@ -12,7 +12,7 @@ def test_embedded_endpoint_bootstrap_and_runner_with_defaults_filled_in():
     services = local_pipeline_services(python=sys.executable, base_env=env)
     assert [s["name"] for s in services] == ["aws", "bootstrap", "runner"]
     aws, bootstrap, runner = services
-    assert aws["argv"][1:] == ["-m", "processors.local.moto", "4566"]
+    assert aws["argv"][1:] == ["-m", "processors.local.endpoint", "4566"]
     assert aws["ready_url"] == "http://127.0.0.1:4566/moto-api/"
     assert bootstrap["oneshot"] and bootstrap["argv"][1:] == ["-m", "processors.local.bootstrap"]
     assert runner["argv"][1:] == ["-m", "processors.local.runner"] and not runner.get("oneshot")

@@ -1,4 +1,4 @@
-"""Reading every shard of a Kinesis stream or a DynamoDB stream, resharding included.
+"""Reading every shard of a stream, resharding included (the adapters: :mod:`.kinesis`, :mod:`.dynamodb`).
 
 :class:`ShardSet` keeps one cursor per shard, lists shards again every few seconds to find
 shards created by resharding (UpdateShardCount, SplitShard, MergeShards, DynamoDB's shard
@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from botocore.exceptions import ClientError
-
-from processors.local.events import epoch_seconds
 
 SHARD_LIST_SECONDS = 5.0
 
@@ -42,92 +40,6 @@ class StreamAdapter(Protocol):
 
     @staticmethod
     def arrival(raw: dict) -> float: ...
-
-
-class KinesisStream:
-    kind = "kinesis"
-
-    def __init__(self, client: Any, name: str) -> None:
-        self.client = client
-        self.name = name
-        summary = client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
-        self.arn = summary["StreamARN"]
-        self.identity = f"{self.arn}@{epoch_seconds(summary['StreamCreationTimestamp']):.3f}"
-
-    def list_shards(self) -> list[ShardInfo]:
-        shards: list[ShardInfo] = []
-        kwargs: dict[str, Any] = {"StreamName": self.name}
-        while True:
-            response = self.client.list_shards(**kwargs)
-            for shard in response["Shards"]:
-                parents = tuple(p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p)
-                closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
-                shards.append(ShardInfo(shard["ShardId"], parents, closed))
-            token = response.get("NextToken")
-            if not token:
-                return shards
-            kwargs = {"NextToken": token}
-
-    def iterator(self, shard_id: str, after: str | None, starting_position: str) -> str:
-        if after is not None:
-            kwargs = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after}
-        else:
-            kwargs = {"ShardIteratorType": starting_position}
-        return self.client.get_shard_iterator(StreamName=self.name, ShardId=shard_id, **kwargs)["ShardIterator"]
-
-    def get_records(self, iterator: str, limit: int) -> tuple[list[dict], str | None, int | None]:
-        response = self.client.get_records(ShardIterator=iterator, Limit=min(limit, 10_000))
-        return response["Records"], response.get("NextShardIterator"), response.get("MillisBehindLatest")
-
-    @staticmethod
-    def sequence(raw: dict) -> str:
-        return raw["SequenceNumber"]
-
-    @staticmethod
-    def arrival(raw: dict) -> float:
-        return epoch_seconds(raw["ApproximateArrivalTimestamp"])
-
-
-class DynamoDBStream:
-    kind = "dynamodb"
-
-    def __init__(self, client: Any, arn: str) -> None:
-        self.client = client
-        self.arn = arn
-        self.identity = arn  # the ARN ends in the stream label (a timestamp): new stream, new ARN
-
-    def list_shards(self) -> list[ShardInfo]:
-        shards: list[ShardInfo] = []
-        kwargs: dict[str, Any] = {"StreamArn": self.arn}
-        while True:
-            description = self.client.describe_stream(**kwargs)["StreamDescription"]
-            for shard in description.get("Shards", []):
-                parents = (shard["ParentShardId"],) if shard.get("ParentShardId") else ()
-                closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
-                shards.append(ShardInfo(shard["ShardId"], parents, closed))
-            last = description.get("LastEvaluatedShardId")
-            if not last:
-                return shards
-            kwargs = {"StreamArn": self.arn, "ExclusiveStartShardId": last}
-
-    def iterator(self, shard_id: str, after: str | None, starting_position: str) -> str:
-        if after is not None:
-            kwargs = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
-        else:
-            kwargs = {"ShardIteratorType": starting_position}
-        return self.client.get_shard_iterator(StreamArn=self.arn, ShardId=shard_id, **kwargs)["ShardIterator"]
-
-    def get_records(self, iterator: str, limit: int) -> tuple[list[dict], str | None, int | None]:
-        response = self.client.get_records(ShardIterator=iterator, Limit=min(limit, 1000))
-        return response["Records"], response.get("NextShardIterator"), None
-
-    @staticmethod
-    def sequence(raw: dict) -> str:
-        return raw["dynamodb"]["SequenceNumber"]
-
-    @staticmethod
-    def arrival(raw: dict) -> float:
-        return epoch_seconds(raw["dynamodb"]["ApproximateCreationDateTime"])
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The embedded AWS endpoint as the runner uses it (processors.local.moto): no lost records."""
+"""The embedded AWS endpoint as the runner uses it (processors.local.endpoint): no lost records."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.conftest import free_port, wait_for_http
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "processors.local.moto", str(port)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "processors.local.endpoint", str(port)], stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/moto-api/")
@@ -80,3 +80,28 @@ def test_after_resharding_new_records_go_to_open_shards(endpoint):
     assert len(closed) == 2 and len(open_) == 4
     assert sum(len(read_all(kinesis, "reshard", shard)) for shard in closed) == 0
     assert sum(len(read_all(kinesis, "reshard", shard)) for shard in open_) == 200
+
+
+def test_the_speedups_are_written_for_the_pinned_moto() -> None:
+    from pathlib import Path
+
+    from processors.local.endpoint import speedups
+
+    pins = dict(
+        line.split("#")[0].strip().split("==", 1)
+        for line in (Path(__file__).resolve().parents[3] / "requirements.txt").read_text().splitlines()
+        if "==" in line.split("#")[0]
+    )
+    assert pins["moto[server]"] == speedups.PINNED_MOTO
+
+
+def test_on_another_moto_version_the_speedups_are_left_out(monkeypatch, caplog) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    from processors.local.endpoint import speedups
+
+    before = DomainDispatcherApplication.get_backend_for_host
+    monkeypatch.setattr(speedups, "version", lambda _package: "9.9.9")
+    assert speedups.apply() is False
+    assert DomainDispatcherApplication.get_backend_for_host is before
+    assert "moto 9.9.9 is not the pinned 5.2.5" in caplog.text

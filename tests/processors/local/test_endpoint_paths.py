@@ -2,7 +2,7 @@
 
 Kinesis GetRecords, DynamoDB Streams GetRecords, UpdateItem ``SET #a = :a, ...`` (and the requests
 that must still fail) and the table stream records they produce, against moto's server and
-``processors.local.moto`` side by side.
+``processors.local.endpoint`` side by side.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.conftest import free_port, wait_for_http
 def endpoints() -> Iterator[dict[str, str]]:
     commands = {
         "moto": lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        "embedded": lambda port: [sys.executable, "-m", "processors.local.moto", str(port)],
+        "embedded": lambda port: [sys.executable, "-m", "processors.local.endpoint", str(port)],
     }
     procs, urls = [], {}
     try:
@@ -146,3 +146,47 @@ def test_get_records_and_simple_updates_answer_as_moto_does(endpoints: dict[str,
     (records, *_), (item, errors, images) = answers["embedded"]
     assert len(records) == 5 and item["s1"] == {"N": "2"} and len(images) >= 2
     assert errors == ["ValidationException"] * 4
+
+
+def items_answers(dynamodb: Any) -> tuple:
+    """GetItem and Query answers of items with every kind of value (the items-response speedup's path)."""
+    dynamodb.create_table(
+        TableName="items",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk")],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for i in range(30):
+        item = {
+            "pk": {"S": "RACE#1"},
+            "sk": {"S": f"RESULT#{i:04d}"},
+            "name": {"S": f"Racer {i} ✓"},
+            "second": {"N": f"{1000 + i * 0.37:.2f}"},
+            "done": {"BOOL": i % 2 == 0},
+            "none": {"NULL": True},
+            "blob": {"B": bytes([i, 255, 0])},
+            "tags": {"SS": ["a", f"t{i}"]},
+            "nested": {"M": {"list": {"L": [{"N": str(i)}, {"S": "x"}, {"M": {"deep": {"BOOL": False}}}]}}},
+        }
+        dynamodb.put_item(TableName="items", Item=item)
+    key = {"pk": {"S": "RACE#1"}, "sk": {"S": "RESULT#0007"}}
+    got = dynamodb.get_item(TableName="items", Key=key)["Item"]
+    condition = {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "RACE#1"}}}
+    first = dynamodb.query(TableName="items", Limit=10, **condition)
+    second = dynamodb.query(TableName="items", ExclusiveStartKey=first["LastEvaluatedKey"], Limit=10, **condition)
+    projected = dynamodb.query(
+        TableName="items",
+        ScanIndexForward=False,
+        ProjectionExpression="sk, #n, #s",
+        ExpressionAttributeNames={"#n": "name", "#s": "second"},
+        **condition,
+    )
+    pages = [(page["Items"], page.get("LastEvaluatedKey"), page["Count"]) for page in (first, second, projected)]
+    return got, pages
+
+
+def test_items_answer_as_moto_does(endpoints: dict[str, str]) -> None:
+    answers = {name: items_answers(clients(url)["dynamodb"]) for name, url in endpoints.items()}
+    assert answers["embedded"] == answers["moto"]
+    got, pages = answers["embedded"]
+    assert got["nested"]["M"]["list"]["L"][2] == {"M": {"deep": {"BOOL": False}}} and len(pages[2][0]) == 30

@@ -1,0 +1,96 @@
+"""Fixes of moto's behaviour, always applied: without them the local pipeline loses or keeps records.
+
+Each fix names the moto behaviour it works around, as of moto 5.2.5 (the pinned version): at each
+upgrade of the pin, check whether moto still behaves so. ``tests/processors/local/test_endpoint.py``
+checks the first two through the server (concurrent puts keep every record; new records go to open
+shards after resharding); retention is not tested (it takes an hour or 20,000 stream records).
+
+- ``put_record``: moto numbers a Kinesis record "newest + 1" without a lock, so two PutRecords calls
+  served by two threads at once can get the same sequence number and one record silently replaces
+  the other (moto's ``Shard.put_record``; its server serves requests in threads).
+- ``get_shard_for_key``: after UpdateShardCount moto routes keys to the first shard whose hash range
+  matches — the *closed* parent, where no reader looks any more — and misses the last hash key of
+  every range (``Stream.get_shard_for_key`` compares with ``<`` against ``ending_hash``).
+- retention: moto keeps every Kinesis record and every table-stream record for ever (built for short
+  unit tests); here records older than ``ALLEYCAT_MOTO_RETENTION_SECONDS`` (default 3600) leave the
+  Kinesis shards and a table stream keeps its newest ``ALLEYCAT_MOTO_TABLE_STREAM_RECORDS`` (default
+  20000), as the real services' retention does, so that a run of hours has bounded memory. A reader
+  positioned before the oldest kept record continues at the oldest one (TRIM_HORIZON semantics).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from typing import Any
+
+from processors.local.endpoint import replace
+
+_TRIM_EVERY = 500
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def apply() -> None:
+    from moto.dynamodb.models.table import StreamShard
+    from moto.kinesis.exceptions import InvalidArgumentError
+    from moto.kinesis.models import Shard, Stream
+
+    if getattr(Shard, "_alleycat_fixed", False):
+        return
+    retention = _int_env("ALLEYCAT_MOTO_RETENTION_SECONDS", 3600)
+    stream_records = _int_env("ALLEYCAT_MOTO_TABLE_STREAM_RECORDS", 20_000)
+    original_put = Shard.put_record
+    put_lock = threading.Lock()
+
+    def put_record(self: Any, partition_key: str, data: str, explicit_hash_key: str) -> str:
+        with put_lock:
+            sequence = original_put(self, partition_key, data, explicit_hash_key)
+        if int(sequence) % _TRIM_EVERY == 0:
+            cutoff = time.time() - retention
+            while self.records:
+                oldest = next(iter(self.records))
+                if self.records[oldest].created_at >= cutoff:
+                    break
+                del self.records[oldest]
+        return sequence
+
+    def get_shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
+        if not isinstance(partition_key, str) or len(partition_key) > 256:
+            raise InvalidArgumentError("partition_key")
+        if explicit_hash_key:
+            key = int(explicit_hash_key)
+            if key >= 2**128:
+                raise InvalidArgumentError("explicit_hash_key")
+        else:
+            key = int(hashlib.md5(partition_key.encode("utf-8")).hexdigest(), 16)  # noqa: S324 - Kinesis's hash
+        for shard in self.shards.values():
+            if shard.is_open and shard.starting_hash <= key <= shard.ending_hash:
+                return shard
+        return None
+
+    original_add = StreamShard.add
+
+    def add(self: Any, old: Any, new: Any) -> None:
+        original_add(self, old, new)
+        excess = len(self.items) - stream_records
+        if excess > 0:
+            del self.items[:excess]
+            self.starting_sequence_number += excess
+
+    def get(self: Any, start: int, quantity: int) -> list[dict]:
+        # moto indexes its list with ``start - starting_sequence_number``: after trimming, a position
+        # before the oldest kept record would be a negative index (records from the end).
+        offset = max(0, start - self.starting_sequence_number)
+        return [item.to_json() for item in self.items[offset : offset + quantity]]
+
+    replace(Shard, "put_record", put_record)
+    replace(Stream, "get_shard_for_key", get_shard_for_key)
+    replace(StreamShard, "add", add)
+    replace(StreamShard, "get", get)
+    replace(Shard, "_alleycat_fixed", True)

@@ -1,0 +1,390 @@
+"""Speedups of moto for a pipeline that runs for hours, applied only on the pinned moto version.
+
+They replace moto internals (private methods and attributes), so they are only safe on the
+version they were written against: :data:`PINNED_MOTO` (the pin of requirements.txt, checked by
+a test). With any other version they are left out (a warning says so) and the endpoint answers
+with moto's own code, slower but correct. Each one says what it buys on the local pipeline
+(``make run``, bench/bench_pipeline.py), the target they serve; none changes an answer (
+``tests/processors/local/test_endpoint_paths.py`` compares them with moto's own responses).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import logging
+import re
+from importlib.metadata import version
+from typing import Any
+
+from processors.local.endpoint import replace
+
+logger = logging.getLogger(__name__)
+
+PINNED_MOTO = "5.2.5"
+
+
+def apply() -> bool:
+    """Apply every speedup if the installed moto is the pinned one; whether they were applied."""
+    installed = version("moto")
+    if installed != PINNED_MOTO:
+        logger.warning("moto %s is not the pinned %s: the endpoint runs without its speedups", installed, PINNED_MOTO)
+        return False
+    _linear_kinesis_shards()
+    _patch_attribute_value_serialisation()
+    _patch_dynamodb_items_response()
+    _patch_dispatcher()
+    _patch_dynamodb_simple_update()
+    _patch_kinesis_get_records_response()
+    _patch_dynamodb_streams_get_records_response()
+    return True
+
+
+def _linear_kinesis_shards() -> None:
+    """Kinesis shards find their newest record in O(1) and read from the iterator's position.
+
+    moto 5.2 lists every key of the shard on each put (``get_max_sequence_number``) and scans the
+    shard from its first record on each GetRecords: quadratic in the records of a shard, which in a
+    1,000-racer race (1,000 records a second) made an hour-long run slow to a crawl.
+    """
+    from moto.kinesis.models import Shard
+
+    if getattr(Shard, "_alleycat_linear", False):
+        return
+
+    def get_max_sequence_number(self: Any) -> int:
+        return next(reversed(self.records)) if self.records else 0
+
+    def get_min_sequence_number(self: Any) -> int:
+        return next(iter(self.records)) if self.records else 0
+
+    def get_records(self: Any, last_sequence_id: str, limit: int | None) -> tuple[list, int, int]:
+        last = int(last_sequence_id)
+        if not self.records:
+            return [], last, 0
+        newest = next(reversed(self.records))
+        sequence = max(last + 1, next(iter(self.records)))
+        limit = limit or 10_000
+        results: list[Any] = []
+        while sequence <= newest and len(results) < limit:
+            record = self.records.get(sequence)
+            if record is not None:
+                results.append(record)
+                last = sequence
+            sequence += 1
+        behind = int((self.records[newest].created_at - results[-1].created_at) * 1000) if results else 0
+        return results, last, behind
+
+    replace(Shard, "get_max_sequence_number", get_max_sequence_number)
+    replace(Shard, "get_min_sequence_number", get_min_sequence_number)
+    replace(Shard, "get_records", get_records)
+    replace(Shard, "_alleycat_linear", True)
+
+
+def _wire_attribute(value: Any) -> dict:
+    """A DynamoDB attribute value (moto's DynamoType or its JSON form) in wire format."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if isinstance(value, DynamoType):
+        value = value.to_json()
+    ((kind, inner),) = value.items()
+    if kind == "M":
+        return {"M": {name: _wire_attribute(item) for name, item in inner.items()}}
+    if kind == "L":
+        return {"L": [_wire_attribute(item) for item in inner]}
+    if kind == "B":
+        return {"B": inner if isinstance(inner, str) else base64.b64encode(inner).decode()}
+    if kind == "BS":
+        return {"BS": [item if isinstance(item, str) else base64.b64encode(item).decode() for item in inner]}
+    if kind == "N":
+        return {"N": str(inner)}
+    if kind == "NS":
+        return {"NS": [str(item) for item in inner]}
+    return {kind: inner}
+
+
+def _patch_attribute_value_serialisation() -> None:
+    """DynamoDB attribute values written to responses directly (``_wire_attribute``).
+
+    moto 5.2 walks the botocore shape of every nested AttributeValue: about 2 s for one GetItem of a
+    1,000-racer live item (the live page's read under ``make run``).
+    """
+    from moto.core.serialize import JSONSerializer
+
+    original = JSONSerializer._serialize_type_structure
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if key and shape.name == "AttributeValue" and value is not None:
+            serialized[key] = _wire_attribute(value)
+            return
+        original(self, serialized, value, shape, key)
+
+    replace(JSONSerializer, "_serialize_type_structure", serialize_structure)
+
+
+def _patch_dynamodb_items_response() -> None:
+    """Write the items of an answer (Query's page, GetItem's item) with one call per item instead of one per value.
+
+    moto 5.2 first copies every value into a plain dict (``dynamo_to_dict``, a chain of type checks per value),
+    then its serializer visits each value of an item map through its botocore shape. Scalar values (S, N, BOOL,
+    NULL) become their wire form directly and a map of attribute values is written in one step with
+    ``_wire_attribute``; anything else takes moto's own path. Same JSON out, about 3 ms less for 100 results.
+    """
+    from moto.core.serialize import JSONSerializer
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+
+    if getattr(responses, "_alleycat_items_patched", False):
+        return
+    original_to_dict = responses.dynamo_to_dict
+    scalars = frozenset({"S", "N", "BOOL", "NULL"})
+    mappings = (dict, LimitedSizeDict)
+
+    def dynamo_to_dict(obj: Any) -> Any:
+        kind = type(obj)
+        if kind is DynamoType and obj.type in scalars and type(obj.value) in (str, bool):
+            return {obj.type: obj.value}
+        if kind in mappings:
+            out = {}
+            for key, value in obj.items():
+                if type(value) is DynamoType and value.type in scalars and type(value.value) in (str, bool):
+                    out[key] = {value.type: value.value}
+                else:
+                    out[key] = dynamo_to_dict(value)
+            return out
+        if kind is list:
+            return [dynamo_to_dict(value) for value in obj]
+        return original_to_dict(obj)
+
+    original_map = JSONSerializer._serialize_type_map
+
+    def serialize_map(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if getattr(shape.value, "name", None) == "AttributeValue" and all(v is not None for v in value.values()):
+            wire = {}
+            for name, v in value.items():
+                # dynamo_to_dict's fresh {"S": text}, {"N": text}, {"BOOL": b}, {"NULL": True} is already wire form
+                if type(v) is dict and len(v) == 1 and ("S" in v or "N" in v or "BOOL" in v or "NULL" in v):
+                    inner = next(iter(v.values()))
+                    if type(inner) is str or type(inner) is bool:
+                        wire[name] = v
+                        continue
+                wire[name] = _wire_attribute(v)
+            serialized[self.get_serialized_name(shape, key)] = wire
+            return
+        original_map(self, serialized, value, shape, key)
+
+    replace(responses, "dynamo_to_dict", dynamo_to_dict)
+    replace(JSONSerializer, "_serialize_type_map", serialize_map)
+    replace(responses, "_alleycat_items_patched", True)
+
+
+_SIMPLE_SET = re.compile(r"\s*SET\s+(#\w+\s*=\s*:\w+(?:\s*,\s*#\w+\s*=\s*:\w+)*)\s*", re.IGNORECASE)
+_SIMPLE_SET_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL"})
+
+
+def _patch_dynamodb_simple_update() -> None:
+    """UpdateItem of the form ``SET #a = :a, #b = :b, ...`` (no condition) without moto's expression machinery.
+
+    moto 5.2 parses such an expression twice, then deep-copies and walks its syntax tree in
+    ``UpdateExpressionValidator`` for every call: ~3 ms per call, and history writes one UpdateItem per
+    racer per Firehose object (1,000 calls at once in a 1,000-racer race), each competing with the
+    aggregator for the one process that serves every service. Here the placeholders are resolved and
+    the values set as moto's executor would (``item.attrs[name] = DynamoType(value)``, size-limited by
+    moto's ``LimitedSizeDict``), the new item is created as moto creates it, and the table stream
+    gets the same records. Anything else (conditions, paths, functions, a key attribute, a name set
+    twice, unknown placeholders, other value types) takes moto's own path, errors included.
+    """
+    from moto.dynamodb.exceptions import ItemSizeTooLarge, ItemSizeToUpdateTooLarge
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if getattr(DynamoDBBackend, "_alleycat_simple_update", False):
+        return
+    original = DynamoDBBackend.update_item
+
+    def assignments(table: Any, expression: str, names: dict[str, Any], values: dict[str, Any]) -> list | None:
+        match = _SIMPLE_SET.fullmatch(expression)
+        if match is None:
+            return None
+        pairs = []
+        for clause in match.group(1).split(","):
+            placeholder, _, value_name = (part.strip() for part in clause.partition("="))
+            name, value = names.get(placeholder), values.get(value_name)
+            if not isinstance(name, str) or not isinstance(value, dict) or len(value) != 1:
+                return None
+            if next(iter(value)) not in _SIMPLE_SET_TYPES or name in table.attribute_keys:
+                return None
+            pairs.append((name, value))
+        if len({name for name, _ in pairs}) != len(pairs):
+            return None
+        return pairs
+
+    def update_item(
+        self: Any,
+        table_name: str,
+        key: dict[str, dict[str, Any]],
+        update_expression: str,
+        expression_attribute_names: dict[str, Any],
+        expression_attribute_values: dict[str, Any],
+        attribute_updates: dict[str, Any] | None = None,
+        expected: dict[str, Any] | None = None,
+        condition_expression: str | None = None,
+        return_values_on_condition_check_failure: str | None = None,
+    ) -> Any:
+        table = self.get_table(table_name)
+        pairs = None
+        if update_expression and not attribute_updates and not expected and not condition_expression:
+            hash_attr, range_attr = table.hash_key_attr, table.range_key_attr
+            if set(key) == set(table.table_key_attrs):  # exactly the table's key (indexes' keys are attributes)
+                pairs = assignments(
+                    table, update_expression, expression_attribute_names or {}, expression_attribute_values or {}
+                )
+        if pairs is None:
+            return original(
+                self,
+                table_name,
+                key,
+                update_expression,
+                expression_attribute_names,
+                expression_attribute_values,
+                attribute_updates,
+                expected,
+                condition_expression,
+                return_values_on_condition_check_failure,
+            )
+        hash_value = DynamoType(key[hash_attr])
+        range_value = DynamoType(key[range_attr]) if range_attr else None
+        item = table.get_item(hash_value, range_value)
+        orig_item = copy.deepcopy(item)
+        if item is None:
+            data: dict[str, Any] = {hash_attr: {hash_value.type: hash_value.value}}
+            if range_value is not None:
+                data[range_attr] = {range_value.type: range_value.value}
+            table.put_item(data)
+            item = table.get_item(hash_value, range_value)
+        try:
+            for name, value in pairs:
+                item.attrs[name] = DynamoType(value)
+        except ItemSizeTooLarge:
+            raise ItemSizeToUpdateTooLarge() from None
+        if table.stream_shard is not None:
+            table.stream_shard.add(orig_item, item)
+        return item
+
+    replace(DynamoDBBackend, "update_item", update_item)
+    replace(DynamoDBBackend, "_alleycat_simple_update", True)
+
+
+def _patch_kinesis_get_records_response() -> None:
+    """Kinesis GetRecords answered with one ``json.dumps`` instead of moto's generic serializer.
+
+    moto 5.2 turns each record into a dict (base64-decoding its data), then its serializer walks the
+    botocore shape of every field of every record and base64-encodes the data again: about as much
+    time as everything else of a 1,000-record GetRecords, which the aggregator and Firehose each call
+    every second. The stored data is already the base64 text the producer sent, so it goes out as is;
+    the answer has moto's fields and formats (``ApproximateArrivalTimestamp`` in epoch seconds,
+    ``MillisBehindLatest``; ``NextShardIterator`` left out at the end of a closed shard). Errors
+    (expired or bad iterator) are raised by moto's backend as before.
+    """
+    from moto.core.serialize import TimestampSerializer
+    from moto.kinesis.responses import KinesisResponse
+
+    if getattr(KinesisResponse, "_alleycat_patched", False):
+        return
+    epoch = TimestampSerializer._timestamp_unixtimestamp  # moto's own: epoch seconds, milliseconds kept
+
+    def data_text(data: Any) -> str:
+        return data if isinstance(data, str) else base64.b64encode(base64.b64decode(data)).decode()
+
+    def get_records(self: Any) -> tuple[str, dict[str, Any]]:
+        next_iterator, records, behind = self.kinesis_backend.get_records(
+            self._get_param("StreamARN"), self._get_param("ShardIterator"), self._get_param("Limit")
+        )
+        answer: dict[str, Any] = {
+            "Records": [
+                {
+                    "Data": data_text(record.data),
+                    "PartitionKey": record.partition_key,
+                    "SequenceNumber": str(record.sequence_number),
+                    "ApproximateArrivalTimestamp": epoch(record.created_at_datetime),
+                }
+                for record in records
+            ],
+            "MillisBehindLatest": behind,
+        }
+        if next_iterator is not None:
+            answer["NextShardIterator"] = next_iterator
+        return json.dumps(answer), {"status": 200, "Content-Type": "application/x-amz-json-1.1"}
+
+    replace(KinesisResponse, "get_records", get_records)
+    replace(KinesisResponse, "_alleycat_patched", True)
+
+
+def _patch_dynamodb_streams_get_records_response() -> None:
+    """DynamoDB Streams GetRecords answered with one ``json.dumps`` instead of moto's generic serializer.
+
+    The records are moto's own dicts (``StreamRecord.to_json``: images already in DynamoDB JSON); each
+    image value goes out through ``_wire_attribute`` and ``ApproximateCreationDateTime`` in epoch
+    seconds as moto writes it. In a 1,000-racer race history rewrites a per-second item of every
+    racer every Firehose object, each with both images of up to an hour of seconds, and finals and
+    publisher each read all of them: the generic serializer walked every attribute of every image.
+    """
+    from moto.core.serialize import TimestampSerializer
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    if getattr(DynamoDBStreamsHandler, "_alleycat_patched", False):
+        return
+    epoch = TimestampSerializer._timestamp_unixtimestamp
+
+    def image(attributes: dict[str, Any]) -> dict[str, Any]:
+        return {name: _wire_attribute(value) for name, value in attributes.items()}
+
+    def record_json(record: dict[str, Any]) -> dict[str, Any]:
+        source = record["dynamodb"]
+        dynamodb = dict(source)
+        when = source.get("ApproximateCreationDateTime")
+        if when is not None and not isinstance(when, int | float):
+            dynamodb["ApproximateCreationDateTime"] = epoch(when)
+        for name in ("Keys", "NewImage", "OldImage"):
+            if name in source:
+                dynamodb[name] = image(source[name])
+        return {**record, "dynamodb": dynamodb}
+
+    def get_records(self: Any) -> tuple[str, dict[str, Any]]:
+        limit = self._get_param("Limit")
+        result = self.backend.get_records(self._get_param("ShardIterator"), 1000 if limit is None else limit)
+        answer = {
+            "NextShardIterator": result["NextShardIterator"],
+            "Records": [record_json(record) for record in result["Records"]],
+        }
+        return json.dumps(answer), {"status": 200, "Content-Type": "application/x-amz-json-1.0"}
+
+    replace(DynamoDBStreamsHandler, "get_records", get_records)
+    replace(DynamoDBStreamsHandler, "_alleycat_patched", True)
+
+
+def _patch_dispatcher() -> None:
+    """Remember which backend serves a host: moto 5.2 finds it again on every request, under one lock.
+
+    ``DomainDispatcherApplication.get_backend_for_host`` lists moto's package directory (``os.listdir``
+    plus an ``isdir`` per entry, ~200 system calls) for each request before matching the URL patterns,
+    while holding the dispatcher's lock, so every request of every service queues behind it. The
+    answer depends on the host string alone and moto's modules do not change while it runs.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    if getattr(DomainDispatcherApplication, "_alleycat_patched", False):
+        return
+    original = DomainDispatcherApplication.get_backend_for_host
+    backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        try:
+            return backends[host]
+        except KeyError:
+            backend = backends[host] = original(self, host)
+            return backend
+
+    replace(DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
+    replace(DomainDispatcherApplication, "_alleycat_patched", True)
