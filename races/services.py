@@ -18,7 +18,6 @@ from .events import race_event_send
 from .integrations import (
     race_identities_publish_on_commit,
     race_identities_republish,
-    race_identity_get,
     races_settle_quiet,
 )
 from .models import Race, RaceClass, RaceSchedule, ResultVoid
