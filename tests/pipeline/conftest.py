@@ -110,12 +110,12 @@ def runner_process(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
 
 
 class GroupListener:
-    """Receives what is sent to a Channels group through the Redis channel layer (a background loop)."""
+    """Receives what is sent to a Channels group through the site's channel layer (a background loop)."""
 
     def __init__(self, redis_url: str, group: str) -> None:
-        from channels_redis.core import RedisChannelLayer
+        from alleycat_site.channel_layer import GroupsOnlyPubSubChannelLayer
 
-        self.layer = RedisChannelLayer(hosts=[{"address": redis_url, "socket_timeout": 15}])
+        self.layer = GroupsOnlyPubSubChannelLayer(hosts=[{"address": redis_url, "socket_timeout": 15}])
         self.group = group
         self.messages: list[dict[str, Any]] = []
         self._stop = threading.Event()

@@ -172,8 +172,8 @@ class TestWholePipeline:
                 last_standings, timeout=PIPELINE_TIMEOUT, what="standings.update", output=runner.output
             )
         scores, _ = expected_figures(result.messages)
-        assert message["raceId"] == race.race_id and message["classId"] == race.class_id
-        assert {row["racerId"]: row["score"] for row in message["rows"]} == pytest.approx(scores, abs=1e-6)
+        assert message["race_id"] == race.race_id and message["class_id"] == race.class_id
+        assert {row["racer_id"]: row["score"] for row in message["rows"]} == pytest.approx(scores, abs=1e-6)
         assert [row["rank"] for row in message["rows"]] == list(range(1, 26))
 
         # AND the personal bests of the class are the race scores (first race of the class)
