@@ -108,7 +108,15 @@ def parse_time(text: str) -> float:
 
 
 def find_race(base: str, class_id: int | None, join: bool) -> Race:
-    status, classes = get_json(f"{base}/api/classes/")
+    deadline = time.time() + 120  # the stack may still be starting
+    while True:
+        try:
+            status, classes = get_json(f"{base}/api/classes/")
+            break
+        except urllib.error.URLError:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
     if status != 200:
         raise SystemExit(f"GET /api/classes/ answered {status}: {classes}")
     rows = classes["results"] if isinstance(classes, dict) else classes
