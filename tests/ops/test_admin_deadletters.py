@@ -11,10 +11,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from ops import admin_deadletters
 from processors import config, deadletter
 from processors import deadletter_review as review
 from processors.deadletter import DeadLetter, send_dead_letters
-from races import admin_deadletters
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db
