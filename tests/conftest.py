@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,29 @@ def wait_for_http(url: str, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def wait_until(
+    condition: Callable[[], Any],
+    *,
+    timeout: float,
+    what: str = "condition",
+    interval: float = 0.2,
+    output: Callable[[], str] | None = None,
+) -> Any:
+    """Poll ``condition`` until it returns something true, and return that; fail the test after ``timeout``.
+
+    ``output`` (a process's log, say) is shown, its last 6,000 characters, when the wait fails.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            shown = f"\n--- output ---\n{output()[-6000:]}" if output else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{shown}")
+        time.sleep(interval)
 
 
 @contextlib.contextmanager

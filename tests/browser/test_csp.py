@@ -39,7 +39,7 @@ def _open(context, url: str, outside: list[str], *, ready: str | None = None):
 def test_pages_and_api_docs_pass_the_csp_offline(site: Site, browser) -> None:
     ids = site.scenario("setup", "--seconds", "120")
     site.env["ALLEYCAT_ADMIN_PASSWORD"] = "staff-password-for-csp"
-    site.manage("manage.py", "ensure_staff")
+    site.run("manage.py", "ensure_staff")
     context = browser.new_context()
     context.add_init_script(WATCH_CSP)
     outside: list[str] = []
