@@ -64,12 +64,19 @@ def wait_until(
 
 
 @contextlib.contextmanager
-def http_server_process(argv: list[str], ready_path: str, port: int, cwd: Path | None = None) -> Iterator[str]:
+def http_server_process(
+    argv: list[str],
+    ready_path: str,
+    port: int,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[str]:
     """Run a server process on 127.0.0.1:``port`` until the block ends; yields its base URL."""
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}{ready_path}")
+        wait_for_http(f"{url}{ready_path}", timeout=timeout)
         yield url
     finally:
         proc.terminate()
