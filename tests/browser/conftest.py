@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +82,19 @@ def site(aws: str, redis_url: str, tmp_path: Path) -> Iterator[Site]:
         site.start_runner()
         site.daphne(port)
         yield site
+
+
+def offline_context(browser, site: Site, **options) -> tuple[Any, list[str]]:
+    """A browser context that reaches the site only: every other request is aborted and listed."""
+    context = browser.new_context(**options)
+    outside: list[str] = []
+
+    def only_the_site(route) -> None:
+        if route.request.url.startswith(site.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_site)
+    return context, outside
