@@ -63,6 +63,18 @@ def wait_until(
         time.sleep(interval)
 
 
+def process_stop(proc: subprocess.Popen, *, timeout: float = 10) -> int:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    return proc.returncode
+
+
 @contextlib.contextmanager
 def http_server_process(
     argv: list[str],
@@ -79,11 +91,7 @@ def http_server_process(
         wait_for_http(f"{url}{ready_path}", timeout=timeout)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        process_stop(proc)
 
 
 @pytest.fixture(scope="session")

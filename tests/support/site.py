@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from tests.conftest import AWS_TEST_ENV, free_port, wait_for_http
+from tests.conftest import AWS_TEST_ENV, free_port, process_stop, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,12 +82,7 @@ class SiteProcesses:
 
     def stop(self) -> None:
         for process in reversed(self.processes):
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            process_stop(process, timeout=15)
         for log in self.logs:
             log.close()
 
