@@ -41,7 +41,7 @@ test: $(DEV_STAMP) $(AXE)
 # The Django tests once more against the database in DATABASE_URL (PostgreSQL in CI).
 test-postgres: $(DEV_STAMP)
 	@test -n "$(DATABASE_URL)" || (echo "Set DATABASE_URL to a PostgreSQL server" && exit 2)
-	$(PY) -m pytest tests/races tests/leaderboards -m "not browser and not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/races tests/leaderboards tests/ops -m "not browser and not e2e" $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

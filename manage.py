@@ -7,7 +7,7 @@ import sys
 
 def main() -> None:
     if sys.argv[1:2] != ["runstack"]:  # runstack decides what to start from the environment as it is
-        from alleycat_site.devstack import apply
+        from ops.devstack import apply
 
         apply()  # development machine (var/development) → DJANGO_DEBUG=1 and the running stack's endpoint
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alleycat_site.settings")

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "import_export",
     "races.apps.RacesConfig",
     "leaderboards.apps.LeaderboardsConfig",
+    "ops.apps.OpsConfig",
     "axes",  # login throttling (admin and site login)
 ]
 

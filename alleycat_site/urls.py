@@ -3,8 +3,8 @@ from django.http import HttpResponsePermanentRedirect, JsonResponse
 from django.urls import Resolver404, include, path, re_path, resolve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from races.admin_deadletters import dead_letters_view
-from races.admin_pipeline import pipeline_status_view
+from ops.admin_deadletters import dead_letters_view
+from ops.admin_pipeline import pipeline_status_view
 
 from .exceptions import json_not_found
 

@@ -17,14 +17,9 @@ equals an independent recomputation from the messages sent (exact, counted once)
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,41 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own 127.0.0.1 endpoint
-                return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def read_status(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def source(status: dict[str, Any] | None, function: str, kind: str) -> dict[str, Any]:
-    for entry in (status or {}).get("sources", []):
-        if entry.get("function") == function and entry.get("kind") == kind:
-            return entry
-    return {}
+from bench._common import local_pipeline, race_identity_publish, source  # noqa: E402
 
 
 def expected_scores(messages: list[dict]) -> dict[int, int]:
@@ -93,72 +54,19 @@ def main() -> int:
     import boto3
 
     from processors.local.simulator import RaceSpec, Simulator, profiles
-    from processors.table import RaceIdentity, ResultsTable, items
+    from processors.table import items
 
-    work = Path(tempfile.mkdtemp(prefix="alleycat-bench-"))
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = dict(os.environ)
-    for name in ("REDIS_URL", "ALLEYCAT_TUMBLING_WINDOW_SECONDS"):
-        env.pop(name, None)
-    env.update(
-        {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "ALLEYCAT_VAR_DIR": str(work / "var"),
-            "ALLEYCAT_PIPELINE_STATUS_FILE": str(work / "status.json"),
-            "ALLEYCAT_FIREHOSE_BUFFER_SECONDS": args.firehose_buffer,
-            "ALLEYCAT_RUNNER_REPORT_SECONDS": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
-    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
-    procs: list[subprocess.Popen] = []
-
-    def start(name: str, argv: list[str]) -> subprocess.Popen:
-        log = (work / f"{name}.log").open("w")
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        procs.append(proc)
-        return proc
-
-    python = sys.executable
-    try:
-        moto = start("moto", [python, "-m", "processors.local.endpoint", str(port)])
-        wait_http(f"{endpoint}/moto-api/")
-        boot = start("bootstrap", [python, "-m", "processors.local.bootstrap"])
-        if boot.wait(timeout=120) != 0:
-            print((work / "bootstrap.log").read_text(), file=sys.stderr)
-            return 1
-        runner = start("runner", [python, "-m", "processors.local.runner"])
-        status_path = work / "status.json"
-        deadline = time.monotonic() + 60
-        while not source(read_status(status_path), "aggregator", "kinesis"):
-            if time.monotonic() > deadline or runner.poll() is not None:
-                print((work / "runner.log").read_text()[-3000:], file=sys.stderr)
-                return 1
-            time.sleep(0.5)
-        print(f"moto pid {moto.pid}, runner pid {runner.pid}, logs in {work}", flush=True)
+    with local_pipeline(
+        prefix="alleycat-bench-", firehose_buffer_seconds=args.firehose_buffer, keep=args.keep
+    ) as pipeline:
+        runner = pipeline.procs["runner"]
+        print(f"moto pid {pipeline.procs['moto'].pid}, runner pid {runner.pid}, logs in {pipeline.work}", flush=True)
 
         kinesis = boto3.client("kinesis")
         stream = os.environ.get("ALLEYCAT_STREAM") or "alleycat-bikes"
         race = RaceSpec(race_id=int(time.time()) % 1_000_000 + 1, class_id=1, first_second=1, last_second=args.seconds)
-        # The aggregator counts readings only for races it knows: publish the race as the races app would.
-        now_ms = int(time.time() * 1000)
-        results = ResultsTable(boto3.client("dynamodb"), os.environ.get("ALLEYCAT_TABLE") or "alleycat")
-        results.put_race_identity(
-            RaceIdentity(
-                race_id=race.race_id,
-                class_id=race.class_id,
-                starts_at_ms=now_ms,
-                ends_at_ms=now_ms + args.seconds * 1000,
-                length_s=args.seconds,
-                settle_at_ms=now_ms + (args.seconds + 600) * 1000,
-            )
+        race_identity_publish(
+            race_id=race.race_id, class_id=race.class_id, seconds=args.seconds, settle_after_seconds=args.seconds + 600
         )
         racers = profiles((racer_id, None) for racer_id in range(1, args.racers + 1))
         simulator = Simulator(kinesis, stream)
@@ -180,7 +88,7 @@ def main() -> int:
         while True:
             time.sleep(1.0)
             now = time.monotonic()
-            status = read_status(status_path)
+            status = pipeline.status()
             agg = source(status, "aggregator", "kinesis")
             done = int(agg.get("records", 0))
             backlog_s = max(0, sent[0] - done) / args.racers
@@ -244,18 +152,6 @@ def main() -> int:
             wrong = [r for r, units in expected.items() if r not in totals or totals[r].score_units != units]
             print(f"live item: {len(totals)} racers, scores exact: {not wrong} ({len(wrong)} differ)")
         return 0
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(procs):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,28 +18,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bench._common import free_port, wait_http  # noqa: E402
 
 
 def _start_moto() -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "processors.local.endpoint", str(port)],  # the embedded endpoint of `make run`
         stdout=subprocess.DEVNULL,
@@ -47,16 +41,12 @@ def _start_moto() -> tuple[subprocess.Popen, str]:
         cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-            return proc, url
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.1)
+    try:
+        wait_http(f"{url}/moto-api/")
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, url
 
 
 def _cpu_ms(pid: int) -> float | None:

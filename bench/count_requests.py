@@ -18,13 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -34,7 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_pipeline import free_port, read_status, source, wait_http  # noqa: E402
+from bench._common import local_pipeline, race_identity_publish  # noqa: E402
 
 POLLING = {
     "kinesis:GetRecords",
@@ -116,75 +111,28 @@ def main() -> int:
     import boto3
 
     from processors.local.simulator import RaceSpec, Simulator, profiles
-    from processors.table import RaceIdentity, ResultsTable
 
-    work = Path(tempfile.mkdtemp(prefix="alleycat-count-"))
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    counts_path = work / "counts.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "ALLEYCAT_TUMBLING_WINDOW_SECONDS")}
-    env.update(
-        {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "ALLEYCAT_VAR_DIR": str(work / "var"),
-            "ALLEYCAT_PIPELINE_STATUS_FILE": str(work / "status.json"),
-            "ALLEYCAT_FIREHOSE_BUFFER_SECONDS": "60",  # the template's buffering hint (make run uses 10)
-            "ALLEYCAT_RUNNER_REPORT_SECONDS": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
-    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
-    procs: list[subprocess.Popen] = []
+    def counting_endpoint(port: int, work: Path) -> list[str]:
+        return [sys.executable, str(Path(__file__).resolve()), "--serve", str(port), str(work / "counts.json")]
 
-    def start(name: str, argv: list[str]) -> subprocess.Popen:
-        log = (work / f"{name}.log").open("w")
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        procs.append(proc)
-        return proc
+    # The template's buffering hint, 60 s (make run uses 10).
+    with local_pipeline(
+        prefix="alleycat-count-", firehose_buffer_seconds="60", endpoint_argv=counting_endpoint
+    ) as pipeline:
+        counts_path = pipeline.work / "counts.json"
 
-    def counts() -> Counter[str]:
-        time.sleep(1.5)  # the counter saves every second
-        return Counter(json.loads(counts_path.read_text()))
+        def counts() -> Counter[str]:
+            time.sleep(1.5)  # the counter saves every second
+            return Counter(json.loads(counts_path.read_text()))
 
-    python = sys.executable
-    try:
-        start("moto", [python, str(Path(__file__).resolve()), "--serve", str(port), str(counts_path)])
-        wait_http(f"{endpoint}/moto-api/")
-        boot = start("bootstrap", [python, "-m", "processors.local.bootstrap"])
-        if boot.wait(timeout=120) != 0:
-            print((work / "bootstrap.log").read_text(), file=sys.stderr)
-            return 1
-        runner = start("runner", [python, "-m", "processors.local.runner"])
-        status_path = work / "status.json"
-        deadline = time.monotonic() + 60
-        while not source(read_status(status_path), "aggregator", "kinesis"):
-            if time.monotonic() > deadline or runner.poll() is not None:
-                print((work / "runner.log").read_text()[-3000:], file=sys.stderr)
-                return 1
-            time.sleep(0.5)
         before = counts()
         invocations_before = {
-            e["function"]: e.get("invocations", 0) for e in (read_status(status_path) or {}).get("sources", [])
+            e["function"]: e.get("invocations", 0) for e in (pipeline.status() or {}).get("sources", [])
         }
         race = RaceSpec(race_id=int(time.time()) % 1_000_000 + 1, class_id=1, first_second=1, last_second=args.seconds)
-        # The aggregator counts readings only for races it knows: publish the race as the races app does
-        # (its one UpdateItem is counted too, as it is on AWS).
-        now_ms = int(time.time() * 1000)
-        ResultsTable(boto3.client("dynamodb"), os.environ.get("ALLEYCAT_TABLE") or "alleycat").put_race_identity(
-            RaceIdentity(
-                race_id=race.race_id,
-                class_id=race.class_id,
-                starts_at_ms=now_ms,
-                ends_at_ms=now_ms + args.seconds * 1000,
-                length_s=args.seconds,
-                settle_at_ms=now_ms + (args.seconds + 30) * 1000,
-            )
+        # The race published as the races app does: its one UpdateItem is counted too, as it is on AWS.
+        race_identity_publish(
+            race_id=race.race_id, class_id=race.class_id, seconds=args.seconds, settle_after_seconds=args.seconds + 30
         )
         racers = profiles((racer_id, None) for racer_id in range(1, args.racers + 1))
         # The producer's own client, counted apart: PutRecords is what bikes (or the IoT rule) send.
@@ -193,7 +141,7 @@ def main() -> int:
         print(f"played {result.sent} messages in {time.monotonic() - started:.1f}s; settling {args.settle:.0f}s")
         time.sleep(args.settle)
         during = counts() - before
-        status = read_status(status_path) or {}
+        status = pipeline.status() or {}
         print(f"\nracers {args.racers}, seconds {args.seconds}, messages {result.sent}")
         print("\nrequests by operation (billed per request or per unit on AWS):")
         for name, count in sorted(during.items()):
@@ -212,17 +160,6 @@ def main() -> int:
             done = entry.get("invocations", 0) - invocations_before.get(entry["function"], 0)
             print(f"  {entry['function']:12s} ({entry['kind']:8s}) {done:8d}   records {entry.get('records', 0)}")
         return 0
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(procs):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

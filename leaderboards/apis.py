@@ -54,11 +54,14 @@ def _etag(data) -> str:
     return quote_etag(hashlib.sha256(orjson.dumps(data)).hexdigest()[:32])
 
 
-def _etag_matches(request, etag: str) -> bool:
+def _if_none_match(request) -> list[str]:
+    """The ETags of the request's If-None-Match, weak ones compared as strong (GET: weak comparison)."""
     header = request.headers.get("If-None-Match")
-    if not header:
-        return False
-    wanted = {tag.removeprefix("W/") for tag in parse_etags(header)}
+    return [tag.removeprefix("W/") for tag in parse_etags(header)] if header else []
+
+
+def _etag_matches(request, etag: str) -> bool:
+    wanted = _if_none_match(request)
     return "*" in wanted or etag in wanted
 
 
@@ -336,11 +339,7 @@ def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 def _stored_etag(request, *, gzip: bool) -> str | None:
     """The S3 ETag a client's If-None-Match names for this representation (gzip or identity)."""
-    header = request.headers.get("If-None-Match")
-    if not header:
-        return None
-    for tag in parse_etags(header):
-        tag = tag.removeprefix("W/")
+    for tag in _if_none_match(request):
         if gzip and not tag.endswith(PLAIN_ETAG_SUFFIX + '"'):
             return tag
         if not gzip and tag.endswith(PLAIN_ETAG_SUFFIX + '"'):

@@ -22,33 +22,30 @@ from redis.exceptions import RedisError
 from processors import channel_wire
 from processors.publishing import BOARD_FIELDS
 
+from .connections import per_event_loop
+
 logger = logging.getLogger(__name__)
 
 KEEP_VERSIONS = 16  # a few races at a few versions each; older ones are never asked for again
 REDIS_TIMEOUT_SECONDS = 2.0
 POOL_SIZE = 32  # per process and event loop; more concurrent callers wait for a connection, none fails
 
-_clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
 
-
+@per_event_loop
 def get_redis() -> aioredis.Redis:
     """The web process's async Redis client (boards, ride rate limits), one per event loop.
 
     A blocking pool: a connect storm larger than the pool waits briefly for a connection instead of
     failing with ``MaxConnectionsError``.
     """
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
-            max_connections=POOL_SIZE,
-            timeout=REDIS_TIMEOUT_SECONDS * 5,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        )
-        client = _clients[loop] = aioredis.Redis(connection_pool=pool)
-    return client
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=POOL_SIZE,
+        timeout=REDIS_TIMEOUT_SECONDS * 5,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def _index(data: bytes | None) -> dict[int, dict[str, Any]]:
@@ -90,13 +87,5 @@ class BoardRelay:
         return _index(data)
 
 
-_relays: dict[asyncio.AbstractEventLoop, BoardRelay] = {}
-
-
-def get_relay() -> BoardRelay:
-    """This process's relay (one per event loop: its futures belong to that loop)."""
-    loop = asyncio.get_running_loop()
-    relay = _relays.get(loop)
-    if relay is None:
-        relay = _relays[loop] = BoardRelay()
-    return relay
+# This process's relay, one per event loop: its futures belong to that loop.
+get_relay = per_event_loop(BoardRelay)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import weakref
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.consumer import get_handler_name
 from django.conf import settings
@@ -159,3 +160,23 @@ class LoopOnlyDispatch:
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+
+T = TypeVar("T")
+
+
+def per_event_loop(factory: Callable[[], T]) -> Callable[[], T]:
+    """``factory()`` made once per running event loop: what it makes holds futures or connections of that loop.
+
+    Dropped with its loop (a test's loop, say), never shared between two.
+    """
+    made: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    @functools.wraps(factory)
+    def get() -> T:
+        loop = asyncio.get_running_loop()
+        if loop not in made:
+            made[loop] = factory()
+        return made[loop]
+
+    return get

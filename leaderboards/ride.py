@@ -59,7 +59,7 @@ from races.models import Race, Racer
 from races.selectors import race_current_for_class
 
 from .boards import get_redis
-from .connections import LoopOnlyDispatch
+from .connections import LoopOnlyDispatch, per_event_loop
 
 logger = logging.getLogger(__name__)
 
@@ -182,15 +182,7 @@ class KinesisBatcher:
                 future.set_result(None)
 
 
-_batchers: dict[asyncio.AbstractEventLoop, KinesisBatcher] = {}
-
-
-def get_batcher() -> KinesisBatcher:
-    loop = asyncio.get_running_loop()
-    batcher = _batchers.get(loop)
-    if batcher is None:
-        batcher = _batchers[loop] = KinesisBatcher()
-    return batcher
+get_batcher = per_event_loop(KinesisBatcher)
 
 
 # A token bucket per racer in Redis, shared by all of the racer's sockets in every web process.

@@ -30,6 +30,7 @@ from races.selectors import (
 )
 
 from . import selectors
+from .consumers import snapshot_message
 
 LIVE_ROWS = 100
 RESULTS_PAGE = 100
@@ -82,39 +83,32 @@ def race_json(race: Race | None, now: datetime) -> dict[str, Any] | None:
     }
 
 
-def row_json(row: selectors.RankedLiveRow) -> dict[str, Any]:
-    return {
-        "rank": row.rank,
-        "racer_id": row.racer_id,
-        "name": row.name,
-        "score": row.score,
-        "second": row.second,
-        "output": row.output,
-        "finished": row.finished,
-    }
-
-
 def live_data(
     *, race_class: RaceClass, race: Race | None, snapshot: selectors.LiveSnapshot | None, racer_id: int | None, now
 ) -> dict[str, Any]:
     """What live.js starts from (json_script): the page's first snapshot, shaped as the socket's ``snapshot``."""
+    race_data = race_json(race, now)
+    if snapshot is not None:
+        first = snapshot_message(snapshot, race_data)
+    else:  # no race running, or the store was unavailable: live.js fills in from the socket
+        first = {
+            "type": "snapshot",
+            "race": race_data,
+            "race_id": race.pk if race else None,
+            "class_id": race_class.pk,
+            "total": 0,
+            "version": 0,
+            "updated_at": None,
+            "rows": [],
+            "racer": None,
+        }
     return {
         "class_id": race_class.pk,
         "racer_id": racer_id,
         "ws_path": f"/ws/classes/{race_class.pk}/",
         "all_time_url": reverse("leaderboards:class-all-time", args=[race_class.pk]),
         "current_race_url": f"/api/classes/{race_class.pk}/current-race/",
-        "snapshot": {
-            "type": "snapshot",
-            "race": race_json(race, now),
-            "race_id": race.pk if race else None,
-            "class_id": race_class.pk,
-            "total": snapshot.total if snapshot else 0,
-            "version": snapshot.version if snapshot else 0,
-            "updated_at": snapshot.updated_at_ms if snapshot else None,
-            "rows": [row_json(row) for row in snapshot.rows] if snapshot else [],
-            "racer": row_json(snapshot.racer_row) if snapshot and snapshot.racer_row else None,
-        },
+        "snapshot": first,
     }
 
 

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,20 +40,58 @@ def wait_for_http(url: str, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
-@contextlib.contextmanager
-def http_server_process(argv: list[str], ready_path: str, port: int, cwd: Path | None = None) -> Iterator[str]:
-    """Run a server process on 127.0.0.1:``port`` until the block ends; yields its base URL."""
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}{ready_path}")
-        yield url
-    finally:
+def wait_until(
+    condition: Callable[[], Any],
+    *,
+    timeout: float,
+    what: str = "condition",
+    interval: float = 0.2,
+    output: Callable[[], str] | None = None,
+) -> Any:
+    """Poll ``condition`` until it returns something true, and return that; fail the test after ``timeout``.
+
+    ``output`` (a process's log, say) is shown, its last 6,000 characters, when the wait fails.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            shown = f"\n--- output ---\n{output()[-6000:]}" if output else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{shown}")
+        time.sleep(interval)
+
+
+def process_stop(proc: subprocess.Popen, *, timeout: float = 10) -> int:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
+    if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=10)
+    return proc.returncode
+
+
+@contextlib.contextmanager
+def http_server_process(
+    argv: list[str],
+    ready_path: str,
+    port: int,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[str]:
+    """Run a server process on 127.0.0.1:``port`` until the block ends; yields its base URL."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}{ready_path}", timeout=timeout)
+        yield url
+    finally:
+        process_stop(proc)
 
 
 @pytest.fixture(scope="session")

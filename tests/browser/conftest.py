@@ -1,23 +1,21 @@
-"""The site as it runs for real, for the browser: daphne (ASGI, HTTP + WebSocket), the local
-pipeline runner (aggregator, finals, publisher ... on moto), the Redis channel layer, and a
-SQLite file, each a process of its own on 127.0.0.1, stopped at the end of the test.
+"""The browser (Debian's Chromium through Playwright) and the site as it runs for real
+(``tests.support.site``): daphne, the local pipeline runner (aggregator, finals, publisher ... on
+moto), the Redis channel layer and a SQLite file, stopped at the end of the test.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import AWS_TEST_ENV, free_port, wait_for_http
+from tests.conftest import free_port
+from tests.support.site import SiteProcesses, site_env, site_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -56,93 +54,47 @@ def browser(chromium_executable: str) -> Iterator:
 
 
 @dataclass
-class Site:
-    url: str
-    env: dict[str, str]
-    var_dir: Path
-    rider_password: str
-
-    def manage(self, *args: str, timeout: float = 60) -> str:
-        """Run ``python -m <module> ...`` with the site's environment; returns stdout."""
-        done = subprocess.run(
-            [sys.executable, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-        if done.returncode:
-            raise AssertionError(f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-    def scenario(self, *args: str) -> dict:
-        return json.loads(self.manage("-m", "tests.browser.scenario", *args).strip().splitlines()[-1])
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+class Site(SiteProcesses):
+    url: str = ""
+    rider_password: str = ""
 
 
 @pytest.fixture
 def site(aws: str, redis_url: str, tmp_path: Path) -> Iterator[Site]:
     var_dir = tmp_path / "var"
-    var_dir.mkdir()
     password = secrets.token_urlsafe(12)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALLEYCAT_"))},
-        **AWS_TEST_ENV,
-        "AWS_ENDPOINT_URL": aws,
-        "DJANGO_SETTINGS_MODULE": "alleycat_site.settings",
-        "DJANGO_DEBUG": "1",
-        "ALLEYCAT_VAR_DIR": str(var_dir),
-        "DATABASE_URL": f"sqlite:///{var_dir / 'alleycat.sqlite3'}",
-        "REDIS_URL": redis_url,
-        "ALLEYCAT_RIDER_PASSWORD": password,
-        "ALLEYCAT_FIREHOSE_BUFFER_SECONDS": "5",
-        "ALLEYCAT_RUNNER_REPORT_SECONDS": "30",
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
+    env = site_env(
+        aws=aws,
+        redis_url=redis_url,
+        var_dir=var_dir,
+        ALLEYCAT_RIDER_PASSWORD=password,
+        ALLEYCAT_FIREHOSE_BUFFER_SECONDS="5",
+    )
     port = free_port()
-    site = Site(url=f"http://127.0.0.1:{port}", env=env, var_dir=var_dir, rider_password=password)
-    site.manage("manage.py", "migrate", "--noinput", timeout=120)
-    site.manage("-m", "processors.local.bootstrap", timeout=120)
-    logs = {name: open(var_dir / f"{name}.log", "w") for name in ("runner", "daphne")}  # noqa: SIM115
-    processes = []
-    try:
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "processors.local.runner"],
-                cwd=ROOT,
-                env=env,
-                stdout=logs["runner"],
-                stderr=subprocess.STDOUT,
-            )
-        )
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "alleycat_site.asgi:application"],
-                cwd=ROOT,
-                env=env,
-                stdout=logs["daphne"],
-                stderr=subprocess.STDOUT,
-            )
-        )
-        wait_for_http(f"{site.url}/healthz", timeout=60)
+    site = Site(
+        env=env,
+        var_dir=var_dir,
+        scenario_module="tests.browser.scenario",
+        url=f"http://127.0.0.1:{port}",
+        rider_password=password,
+    )
+    with site_processes(site, timeout=120):
+        site.start_runner()
+        site.daphne(port)
         yield site
-    finally:
-        for process in reversed(processes):
-            _stop(process)
-        for log in logs.values():
-            log.close()
 
 
-def wait_until(predicate, *, timeout: float, interval: float = 0.25, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+def offline_context(browser, site: Site, **options) -> tuple[Any, list[str]]:
+    """A browser context that reaches the site only: every other request is aborted and listed."""
+    context = browser.new_context(**options)
+    outside: list[str] = []
+
+    def only_the_site(route) -> None:
+        if route.request.url.startswith(site.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_site)
+    return context, outside

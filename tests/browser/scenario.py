@@ -14,40 +14,31 @@ site's own settings (``python -m tests.browser.scenario <step>``), as the real p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from datetime import timedelta
+
+from tests.support.scenario import races_now_and_next, rotate, run
 
 RACERS = {1: "Ada Pedal", 2: "Bo Spoke", 3: "Cleo Crank", 4: "Dev Chain"}
 
 
 def setup(seconds: int) -> dict:
     from django.contrib.auth import get_user_model
-    from django.utils import timezone
 
-    from races.models import Race, RaceClass, Racer
+    from races.models import RaceClass, Racer
 
     race_class = RaceClass.objects.create(name="Sprint", description="Flat out.", display_order=1)
     user = get_user_model().objects.create_user("rider", password=os.environ["ALLEYCAT_RIDER_PASSWORD"])
     for racer_id, name in RACERS.items():
         Racer.objects.create(racer_id=racer_id, name=name, user=user if racer_id == 1 else None)
-    starts_at = timezone.now().replace(microsecond=0) - timedelta(seconds=1)
-    ends_at = starts_at + timedelta(seconds=seconds)
-    race_a = Race.objects.create(race_class=race_class, starts_at=starts_at, ends_at=ends_at, status="active")
-    race_b = Race.objects.create(
-        race_class=race_class, starts_at=ends_at, ends_at=ends_at + timedelta(minutes=2), status="scheduled"
-    )
-    from races.integrations import race_identities_publish
-
-    # made directly, not through the services: tell the pipeline the schedule as they would
-    assert race_identities_publish(races=[race_a, race_b]) == 2
+    race_a, race_b = races_now_and_next(race_class=race_class, seconds=seconds, next_seconds=2 * 60)
     return {
         "classId": race_class.pk,
         "raceA": race_a.pk,
         "raceB": race_b.pk,
-        "aStartsAt": starts_at.timestamp(),
-        "aEndsAt": ends_at.timestamp(),
+        "aStartsAt": race_a.starts_at.timestamp(),
+        "aEndsAt": race_a.ends_at.timestamp(),
         "bEndsAt": race_b.ends_at.timestamp(),
     }
 
@@ -138,26 +129,12 @@ def pages() -> dict:
     }
 
 
-def rotate() -> dict:
-    from races.services import race_rotate
-
-    result = race_rotate()
-    return {"finished": result.finished, "started": result.started}
-
-
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.browser.scenario")
     parser.add_argument("step", choices=["setup", "pages", "rotate"])
     parser.add_argument("--seconds", type=int, default=40)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alleycat_site.settings")
-    import django
-
-    django.setup()
-    steps = {"setup": lambda: setup(args.seconds), "pages": pages, "rotate": rotate}
-    result = steps[args.step]()
-    sys.stdout.write(json.dumps(result) + "\n")
-    return 0
+    steps = {"setup": lambda args: setup(args.seconds), "pages": lambda args: pages(), "rotate": lambda args: rotate()}
+    return run(parser, steps)
 
 
 if __name__ == "__main__":

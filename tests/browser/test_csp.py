@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import Site
+from tests.browser.conftest import Site, offline_context
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -39,19 +39,9 @@ def _open(context, url: str, outside: list[str], *, ready: str | None = None):
 def test_pages_and_api_docs_pass_the_csp_offline(site: Site, browser) -> None:
     ids = site.scenario("setup", "--seconds", "120")
     site.env["ALLEYCAT_ADMIN_PASSWORD"] = "staff-password-for-csp"
-    site.manage("manage.py", "ensure_staff")
-    context = browser.new_context()
+    site.run("manage.py", "ensure_staff")
+    context, outside = offline_context(browser, site)
     context.add_init_script(WATCH_CSP)
-    outside: list[str] = []
-
-    def only_the_site(route):
-        if route.request.url.startswith(site.url):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_the_site)
     try:
         # The watcher sees a violation: an inline script added to a page is blocked and reported.
         control = _open(context, f"{site.url}/", outside)

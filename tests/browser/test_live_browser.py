@@ -22,7 +22,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.browser.conftest import Site, wait_until
+from tests.browser.conftest import Site
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -110,8 +111,8 @@ def test_live_page_follows_a_simulated_race(site: Site, browser, tmp_path: Path)
     try:
         _watch_the_race(site, browser, tmp_path, ids, bikes, expect)
     except Exception:
-        for name in ("runner", "daphne"):
-            print(f"--- {name}.log ---\n" + (site.var_dir / f"{name}.log").read_text()[-6000:])  # noqa: T201
+        for name in ("runner", "daphne-1"):
+            print(f"--- {name}.log ---\n" + site.log(name)[-6000:])  # noqa: T201
         raise
     finally:
         bikes.stop.set()
@@ -155,8 +156,8 @@ def _watch_the_race(site: Site, browser, tmp_path: Path, ids: dict, bikes: Bikes
 
     # Rows appear (three bikes and the rider) and their scores change without a reload.
     expect(live.locator("#standings-rows tr[data-racer-id]")).to_have_count(4, timeout=25_000)
-    first = wait_until(lambda: score_of(live, 3), timeout=5, message="Cleo's score")
-    wait_until(lambda: score_of(live, 3) not in (None, first), timeout=15, message="Cleo's score to change")
+    first = wait_until(lambda: score_of(live, 3), timeout=5, what="Cleo's score")
+    wait_until(lambda: score_of(live, 3) not in (None, first), timeout=15, what="Cleo's score to change")
     expect(live.locator("#standings-rows tr").first).to_have_attribute("data-racer-id", "3")  # highest output
     expect(live.locator("#total")).to_have_text("4")
 
@@ -172,10 +173,10 @@ def _watch_the_race(site: Site, browser, tmp_path: Path, ids: dict, bikes: Bikes
     shot(live, tmp_path, "live-race-a")
 
     # Race A ends: the rotation finishes it and starts race B; the page follows by itself.
-    wait_until(lambda: time.time() >= ids["aEndsAt"] + 0.5, timeout=RACE_SECONDS + 10, message="the end of race A")
+    wait_until(lambda: time.time() >= ids["aEndsAt"] + 0.5, timeout=RACE_SECONDS + 10, what="the end of race A")
     # The ghost of race B is loaded once, when it starts: let the history handler catch up with
     # race A first (Firehose buffers a few seconds), as a rotation a few seconds late would.
-    wait_until(lambda: history_seconds(site, class_id, 3) >= 25, timeout=40, interval=1, message="race A's history")
+    wait_until(lambda: history_seconds(site, class_id, 3) >= 25, timeout=40, interval=1, what="race A's history")
     rotation = site.scenario("rotate")
     bikes.race_b_started.set()
     assert rotation == {"finished": [race_a], "started": [race_b]}
@@ -206,7 +207,7 @@ def _watch_the_race(site: Site, browser, tmp_path: Path, ids: dict, bikes: Bikes
         live.reload()
         return False
 
-    wait_until(results_ready, timeout=30, interval=1, message="race A's final results")
+    wait_until(results_ready, timeout=30, interval=1, what="race A's final results")
     ranked = live.locator("#results tbody tr:not(.dnf)")
     assert ranked.first.get_attribute("data-racer-id") == "3"
     assert ranked.first.locator("td").first.text_content() == "1"
@@ -224,6 +225,6 @@ def _watch_the_race(site: Site, browser, tmp_path: Path, ids: dict, bikes: Bikes
         live.reload()
         return False
 
-    wait_until(seconds_chart, timeout=20, interval=1, message="Cleo's per-second chart")
+    wait_until(seconds_chart, timeout=20, interval=1, what="Cleo's per-second chart")
     expect(live.locator("#seconds-chart-title")).to_have_text("Output per second")
     shot(live, tmp_path, "racer-cleo")

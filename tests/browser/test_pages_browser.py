@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import ROOT, Site
+from tests.browser.conftest import ROOT, Site, offline_context
 from tests.browser.test_live_browser import shot
 
 pytestmark = pytest.mark.browser
@@ -164,17 +164,7 @@ def test_pages_all_time_past_races_summary_phone_and_axe(site: Site, browser, tm
 def test_api_docs_render_with_no_network(site: Site, browser) -> None:
     from playwright.sync_api import expect
 
-    context = browser.new_context(**LAPTOP)
-    outside: list[str] = []
-
-    def only_the_site(route) -> None:
-        if route.request.url.startswith(site.url):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_the_site)
+    context, outside = offline_context(browser, site, **LAPTOP)
     page = context.new_page()
     page.goto(f"{site.url}/api/docs/")
     expect(page.locator(".swagger-ui .opblock").first).to_be_visible(timeout=20_000)

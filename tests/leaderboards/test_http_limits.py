@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import free_port, http_server_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,17 +28,8 @@ def daphne_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "REDIS_URL": f"unix://{var_dir}/no-redis.sock",  # the cache degrades: throttling is not what is tested
     }
     argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "alleycat_site.asgi:application"]
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/healthz", timeout=60)
+    with http_server_process(argv, "/healthz", port, cwd=ROOT, env=env, timeout=60) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _raw_get(url: str, target: str, extra_header: str = "") -> tuple[int, dict[str, str], bytes]:

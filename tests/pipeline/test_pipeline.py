@@ -23,7 +23,8 @@ from processors.local.bootstrap import Resources, bootstrap
 from processors.local.simulator import RaceSpec, SimulationResult, Simulator, profiles
 from processors.local.template import load_local_settings
 from processors.table import RaceIdentity, ResultsTable
-from tests.pipeline.conftest import GroupListener, wait_until
+from tests.conftest import wait_until
+from tests.pipeline.conftest import GroupListener
 
 pytestmark = pytest.mark.e2e
 

@@ -14,13 +14,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff_client(client):
-    user = get_user_model().objects.create_superuser("staff", "staff@example.com", "pw-staff-123")
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def seeded():
     schedule = RaceScheduleFactory(starts_at=datetime(2026, 1, 1, tzinfo=UTC))
     race = RaceFactory(race_class=schedule.race_class, schedule=schedule)
@@ -50,8 +43,8 @@ def _url(name, key, seeded):
 
 
 @pytest.mark.parametrize("name, key", ADMIN_PAGES)
-def test_admin_pages_load_for_staff(staff_client, seeded, name, key):
-    response = staff_client.get(_url(name, key, seeded))
+def test_admin_pages_load_for_staff(admin_client, seeded, name, key):
+    response = admin_client.get(_url(name, key, seeded))
     assert response.status_code == 200
 
 
@@ -70,15 +63,15 @@ def test_non_staff_users_are_sent_to_login(client, seeded):
     assert reverse("admin:login") in response["Location"]
 
 
-def test_race_changelist_filters_and_search(staff_client, seeded):
-    response = staff_client.get(reverse("admin:races_race_changelist"), {"status__exact": "scheduled", "q": "Class"})
+def test_race_changelist_filters_and_search(admin_client, seeded):
+    response = admin_client.get(reverse("admin:races_race_changelist"), {"status__exact": "scheduled", "q": "Class"})
     assert response.status_code == 200
     assert seeded["race"] in response.context["cl"].result_list
 
 
-def test_cancel_action_goes_through_the_service(staff_client, seeded):
+def test_cancel_action_goes_through_the_service(admin_client, seeded):
     race = seeded["race"]
-    response = staff_client.post(
+    response = admin_client.post(
         reverse("admin:races_race_changelist"), {"action": "cancel", "_selected_action": [race.pk]}, follow=True
     )
     assert response.status_code == 200
@@ -86,12 +79,12 @@ def test_cancel_action_goes_through_the_service(staff_client, seeded):
     assert race.status == Race.Status.CANCELLED
 
 
-def test_finish_action_reports_a_broken_rule_as_a_message(staff_client, seeded):
+def test_finish_action_reports_a_broken_rule_as_a_message(admin_client, seeded):
     race = seeded["race"]  # June 2026: still in the future? use a future race to be sure
     race.starts_at = timezone.now() + timedelta(days=1)
     race.ends_at = race.starts_at + timedelta(minutes=5)
     race.save()
-    response = staff_client.post(
+    response = admin_client.post(
         reverse("admin:races_race_changelist"), {"action": "finish_now", "_selected_action": [race.pk]}, follow=True
     )
     assert response.status_code == 200
@@ -101,9 +94,9 @@ def test_finish_action_reports_a_broken_rule_as_a_message(staff_client, seeded):
     assert race.status == Race.Status.SCHEDULED
 
 
-def test_adding_an_overlapping_one_off_race_shows_an_error(staff_client, seeded):
+def test_adding_an_overlapping_one_off_race_shows_an_error(admin_client, seeded):
     race = seeded["race"]
-    response = staff_client.post(
+    response = admin_client.post(
         reverse("admin:races_race_add"),
         {
             "race_class": race.race_class_id,
@@ -119,16 +112,16 @@ def test_adding_an_overlapping_one_off_race_shows_an_error(staff_client, seeded)
     assert Race.objects.filter(race_class=race.race_class).count() == 1
 
 
-def test_race_class_list_shows_the_current_race(staff_client):
+def test_race_class_list_shows_the_current_race(admin_client):
     race_class = RaceClassFactory()
     now = timezone.now()
     race = RaceFactory(race_class=race_class, starts_at=now - timedelta(minutes=1), status=Race.Status.ACTIVE)
-    response = staff_client.get(reverse("admin:races_raceclass_changelist"))
+    response = admin_client.get(reverse("admin:races_raceclass_changelist"))
     assert f">{race.pk}<" in response.content.decode()
 
 
-def test_admin_index_links_to_the_pipeline_page(staff_client):
-    response = staff_client.get(reverse("admin:index"))
+def test_admin_index_links_to_the_pipeline_page(admin_client):
+    response = admin_client.get(reverse("admin:index"))
     assert response.status_code == 200
     assert reverse("admin-pipeline") in response.content.decode()
 
@@ -145,23 +138,23 @@ def _race_form(race, **changes):
     return data
 
 
-def test_adding_a_race_goes_through_the_service(staff_client, seeded):
+def test_adding_a_race_goes_through_the_service(admin_client, seeded):
     race_class = seeded["race_class"]
     template = RaceFactory.build(race_class=race_class, starts_at=datetime(2030, 7, 1, 9, 0, tzinfo=UTC))
-    response = staff_client.post(reverse("admin:races_race_add"), _race_form(template, status="cancelled"))
+    response = admin_client.post(reverse("admin:races_race_add"), _race_form(template, status="cancelled"))
     assert response.status_code == 302
     added = Race.objects.get(race_class=race_class, starts_at=template.starts_at)
     assert added.schedule is None  # a one-off race
     assert added.status == Race.Status.SCHEDULED  # status is not a form field
 
 
-def test_status_and_schedule_are_read_only_in_the_change_form(staff_client, seeded):
+def test_status_and_schedule_are_read_only_in_the_change_form(admin_client, seeded):
     race = RaceFactory(race_class=seeded["race_class"], starts_at=datetime(2030, 1, 1, 12, 0, tzinfo=UTC))
-    response = staff_client.get(reverse("admin:races_race_change", args=[race.pk]))
+    response = admin_client.get(reverse("admin:races_race_change", args=[race.pk]))
     form = response.context["adminform"].form
     assert "status" not in form.fields and "schedule" not in form.fields
     later = race.starts_at + timedelta(days=1)
-    response = staff_client.post(
+    response = admin_client.post(
         reverse("admin:races_race_change", args=[race.pk]),
         _race_form(race, status="finished", starts_at_0=f"{later:%Y-%m-%d}", ends_at_0=f"{later:%Y-%m-%d}"),
     )
@@ -170,11 +163,11 @@ def test_status_and_schedule_are_read_only_in_the_change_form(staff_client, seed
     assert race.starts_at == later and race.status == Race.Status.SCHEDULED
 
 
-def test_a_running_race_keeps_its_start_with_the_reason_as_a_message(staff_client, seeded):
+def test_a_running_race_keeps_its_start_with_the_reason_as_a_message(admin_client, seeded):
     now = timezone.now().replace(microsecond=0)
     race = RaceFactory(race_class=seeded["race_class"], starts_at=now - timedelta(minutes=1), status="active")
     moved = race.starts_at + timedelta(seconds=30)
-    response = staff_client.post(
+    response = admin_client.post(
         reverse("admin:races_race_change", args=[race.pk]),
         _race_form(race, starts_at_1=f"{moved:%H:%M:%S}"),
         follow=True,
@@ -185,7 +178,7 @@ def test_a_running_race_keeps_its_start_with_the_reason_as_a_message(staff_clien
     assert race.starts_at == now - timedelta(minutes=1)
     # its end may move
     later_end = race.ends_at + timedelta(minutes=2)
-    response = staff_client.post(
+    response = admin_client.post(
         reverse("admin:races_race_change", args=[race.pk]), _race_form(race, ends_at_1=f"{later_end:%H:%M:%S}")
     )
     assert response.status_code == 302
@@ -193,9 +186,9 @@ def test_a_running_race_keeps_its_start_with_the_reason_as_a_message(staff_clien
     assert race.ends_at == later_end
 
 
-def test_a_finished_race_cannot_be_changed(staff_client, seeded):
+def test_a_finished_race_cannot_be_changed(admin_client, seeded):
     race = RaceFactory(race_class=seeded["race_class"], starts_at=datetime(2025, 1, 1, tzinfo=UTC), status="finished")
-    response = staff_client.post(
+    response = admin_client.post(
         reverse("admin:races_race_change", args=[race.pk]), _race_form(race, ends_at_1="00:03:00"), follow=True
     )
     assert any("cannot be changed" in str(m) for m in response.context["messages"])

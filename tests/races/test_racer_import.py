@@ -6,20 +6,12 @@ import re
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from races.models import Racer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    user = get_user_model().objects.create_superuser("staff", "staff@example.com", "pw-staff-123")
-    client.force_login(user)
-    return client
 
 
 def _upload(client, text: str):
@@ -33,14 +25,14 @@ def _confirm(client, preview):
     return client.post(reverse("admin:races_racer_process_import"), data, follow=True)
 
 
-def test_import_creates_and_updates_racers_after_a_preview(staff_client):
+def test_import_creates_and_updates_racers_after_a_preview(admin_client):
     Racer.objects.create(racer_id=2, name="Old Name")
-    preview = _upload(staff_client, "racer_id,name\n1,Ada Lovelace\n2,Grace Hopper\n3,Émile Zola\n")
+    preview = _upload(admin_client, "racer_id,name\n1,Ada Lovelace\n2,Grace Hopper\n3,Émile Zola\n")
     assert preview.status_code == 200 and preview.context.get("confirm_form") is not None
     assert not Racer.objects.filter(racer_id=1).exists()  # the preview is a dry run
     page = re.sub(r"\s+", " ", preview.content.decode())
     assert "3 rows: 2 new, 1 updated, 0 unchanged." in page and "Émile Zola (#3)" in page
-    done = _confirm(staff_client, preview)
+    done = _confirm(admin_client, preview)
     assert done.status_code == 200
     assert dict(Racer.objects.values_list("racer_id", "name")) == {
         1: "Ada Lovelace",
@@ -48,10 +40,10 @@ def test_import_creates_and_updates_racers_after_a_preview(staff_client):
         3: "Émile Zola",
     }
     # the same file again: nothing to change
-    again = _upload(staff_client, "racer_id,name\n1,Ada Lovelace\n2,Grace Hopper\n3,Émile Zola\n")
+    again = _upload(admin_client, "racer_id,name\n1,Ada Lovelace\n2,Grace Hopper\n3,Émile Zola\n")
     assert "3 rows: 0 new, 0 updated, 3 unchanged." in re.sub(r"\s+", " ", again.content.decode())
     entry = LogEntry.objects.get(content_type__model="racer")  # one entry for the import, not one per racer
-    assert entry.object_repr == "CSV import: 2 new, 1 updated, 0 unchanged" and entry.user.username == "staff"
+    assert entry.object_repr == "CSV import: 2 new, 1 updated, 0 unchanged" and entry.user.username == "admin"
 
 
 @pytest.mark.parametrize(
@@ -64,8 +56,8 @@ def test_import_creates_and_updates_racers_after_a_preview(staff_client):
         (f"racer_id,name\n5,{'x' * 65}\n", "at most 64 characters"),
     ],
 )
-def test_bad_files_are_refused_with_the_reason_and_import_nothing(staff_client, text, message):
-    preview = _upload(staff_client, text)
+def test_bad_files_are_refused_with_the_reason_and_import_nothing(admin_client, text, message):
+    preview = _upload(admin_client, text)
     assert preview.status_code == 200
     assert preview.context.get("confirm_form") is None
     page = re.sub(r"\s+", " ", preview.content.decode())

@@ -5,7 +5,6 @@ ghost are recomputed, the void is logged with who and why. Against the moto serv
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
@@ -25,13 +24,6 @@ from tests.leaderboards.conftest import (  # noqa: F401 - fixtures
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(client):
-    user = get_user_model().objects.create_superuser("judge", "judge@example.com", "pw-judge-123")
-    client.force_login(user)
-    return user
 
 
 def settle(table, race):
@@ -65,27 +57,27 @@ def _history_row(bucket: str, class_id: int, racer_id: int):
 
 
 def test_void_through_the_admin_action_recomputes_best_board_history_and_logs(
-    client,
-    staff,
+    admin_client,
+    admin_user,
     table,
     history_bucket,
     history,
 ):
     race = history[1]
     class_id = race.race_class_id
-    before = client.get(f"/api/races/{race.pk}/results/").json()  # settled: cached from now on
+    before = admin_client.get(f"/api/races/{race.pk}/results/").json()  # settled: cached from now on
     assert [row["racer_id"] for row in before["results"]] == [7, 8]
     changelist = reverse("admin:races_race_changelist")
 
-    form = client.post(changelist, {"action": "void_result", "_selected_action": [race.pk]})
+    form = admin_client.post(changelist, {"action": "void_result", "_selected_action": [race.pk]})
     assert form.status_code == 200 and "Ada Lovelace (#7)" in form.content.decode()
-    no_reason = client.post(
+    no_reason = admin_client.post(
         changelist, {"action": "void_result", "_selected_action": [race.pk], "apply": "1", "racer_id": "7"}
     )
     assert no_reason.status_code == 200 and "This field is required" in no_reason.content.decode()
     assert table.final_result(race.pk, 7) is not None
 
-    done = client.post(
+    done = admin_client.post(
         changelist,
         {
             "action": "void_result",
@@ -106,19 +98,19 @@ def test_void_through_the_admin_action_recomputes_best_board_history_and_logs(
     assert [(b.racer_id, b.score) for b in board] == [(8, 580.0), (7, 550.0), (9, 400.0)]
     assert _history_row(history_bucket, class_id, 7) == [12.0, 25.0]  # second 3 came only from the voided race
     assert _history_row(history_bucket, class_id, 9) == [9.0]  # other racers untouched
-    after = client.get(f"/api/races/{race.pk}/results/").json()
+    after = admin_client.get(f"/api/races/{race.pk}/results/").json()
     assert [row["racer_id"] for row in after["results"]] == [8]  # the cached settled page was replaced
 
     void = ResultVoid.objects.get()
-    assert (void.race, void.racer_id, void.racer_name, void.voided_by) == (race, 7, "Ada Lovelace", staff)
+    assert (void.race, void.racer_id, void.racer_name, void.voided_by) == (race, 7, "Ada Lovelace", admin_user)
     assert (void.score, void.best_before, void.best_after) == (600.0, 600.0, 550.0)
     assert void.reason == "Bike calibration fault reported by the gym"
-    log = client.get(reverse("admin:races_resultvoid_changelist"))
+    log = admin_client.get(reverse("admin:races_resultvoid_changelist"))
     assert log.status_code == 200 and "Ada Lovelace" in log.content.decode()
     assert "Bike calibration fault reported by the gym" in log.content.decode()  # why, in the list
-    assert client.get(reverse("admin:races_resultvoid_change", args=[void.pk])).status_code == 200
+    assert admin_client.get(reverse("admin:races_resultvoid_change", args=[void.pk])).status_code == 200
 
-    again = client.post(
+    again = admin_client.post(
         changelist,
         {"action": "void_result", "_selected_action": [race.pk], "apply": "1", "racer_id": "8", "reason": "x"},
         follow=True,
@@ -126,34 +118,34 @@ def test_void_through_the_admin_action_recomputes_best_board_history_and_logs(
     assert any("Voided Grace Hopper" in str(m) for m in again.context["messages"])
     assert table.personal_best(class_id, 8) is None  # no result left in the class: off the board
     with pytest.raises(ValidationError, match="already voided"):
-        result_void(race=race, racer_id=7, reason="twice", user=staff)
+        result_void(race=race, racer_id=7, reason="twice", user=admin_user)
 
 
-def test_voiding_a_racers_only_result_removes_best_and_history_row(table, history_bucket, history, staff):
+def test_voiding_a_racers_only_result_removes_best_and_history_row(table, history_bucket, history, admin_user):
     race = history[0]
-    void = result_void(race=race, racer_id=9, reason="Rode on a friend's account", user=staff)
+    void = result_void(race=race, racer_id=9, reason="Rode on a friend's account", user=admin_user)
     assert void.best_before == 400.0 and void.best_after is None
     assert table.personal_best(race.race_class_id, 9) is None
     assert _history_row(history_bucket, race.race_class_id, 9) is None
     # a best that did not come from the voided race stays as it is
-    result_void(race=race, racer_id=7, reason="Wrong bike", user=staff)
+    result_void(race=race, racer_id=7, reason="Wrong bike", user=admin_user)
     assert table.personal_best(race.race_class_id, 7).score == 600.0
 
 
-def test_void_refuses_unsettled_races_unknown_results_and_blank_reasons(table, history, make_race, staff):
+def test_void_refuses_unsettled_races_unknown_results_and_blank_reasons(table, history, make_race, admin_user):
     with pytest.raises(ValidationError, match="reason"):
-        result_void(race=history[0], racer_id=7, reason="  ", user=staff)
+        result_void(race=history[0], racer_id=7, reason="  ", user=admin_user)
     with pytest.raises(ValidationError, match="no result"):
-        result_void(race=history[0], racer_id=8, reason="typo", user=staff)
+        result_void(race=history[0], racer_id=8, reason="typo", user=admin_user)
     running = make_race(start_minutes=-4, status=Race.Status.ACTIVE)
     table.put_race_identity(race_identity_of(running))
     with pytest.raises(ValidationError, match="settled"):
-        result_void(race=running, racer_id=7, reason="too early", user=staff)
+        result_void(race=running, racer_id=7, reason="too early", user=admin_user)
     ended = make_race(start_minutes=-30, status=Race.Status.FINISHED)  # ended, but the pipeline has not settled it
     seed_finals(table, ended, {7: 700.0})
     table.put_race_identity(race_identity_of(ended))
     with pytest.raises(ValidationError, match="settled"):
-        result_void(race=ended, racer_id=7, reason="too early", user=staff)
+        result_void(race=ended, racer_id=7, reason="too early", user=admin_user)
     assert table.final_result(ended.pk, 7) is not None
     assert not ResultVoid.objects.exists()
 

@@ -10,34 +10,28 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from datetime import timedelta
+
+from tests.support.scenario import races_now_and_next, rotate, run
 
 
 def setup(racers: int, seconds: int) -> dict:
     from django.contrib.auth import get_user_model
-    from django.utils import timezone
 
-    from races.models import Race, RaceClass, Racer
+    from races.models import RaceClass, Racer
 
     race_class = RaceClass.objects.create(name="Sprint", description="Flat out.", display_order=1)
     users = {i: get_user_model().objects.create_user(f"rider{i}", password="unused-pw-1") for i in (1, 2)}
     Racer.objects.bulk_create(
         [Racer(racer_id=i, name=f"Racer {i}", user=users.get(i)) for i in range(1, racers + 1)], batch_size=500
     )
-    starts_at = timezone.now().replace(microsecond=0) - timedelta(seconds=1)
-    ends_at = starts_at + timedelta(seconds=seconds)
-    race_a = Race.objects.create(race_class=race_class, starts_at=starts_at, ends_at=ends_at, status="active")
-    race_b = Race.objects.create(
-        race_class=race_class, starts_at=ends_at, ends_at=ends_at + timedelta(minutes=5), status="scheduled"
-    )
-    # The pipeline accepts readings only of races whose identity is in its table (as services publish them).
-    from races.integrations import race_identities_publish
-
-    assert race_identities_publish(races=[race_a, race_b]) == 2
-    return {"class_id": race_class.pk, "race_a": race_a.pk, "race_b": race_b.pk, "a_ends_at": ends_at.timestamp()}
+    race_a, race_b = races_now_and_next(race_class=race_class, seconds=seconds, next_seconds=5 * 60)
+    return {
+        "class_id": race_class.pk,
+        "race_a": race_a.pk,
+        "race_b": race_b.pk,
+        "a_ends_at": race_a.ends_at.timestamp(),
+    }
 
 
 def session(username: str) -> dict:
@@ -53,32 +47,18 @@ def session(username: str) -> dict:
     return {"sessionid": store.session_key}
 
 
-def rotate() -> dict:
-    from races.services import race_rotate
-
-    result = race_rotate()
-    return {"finished": result.finished, "started": result.started}
-
-
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.webtier.scenario")
     parser.add_argument("step", choices=["setup", "session", "rotate"])
     parser.add_argument("username", nargs="?")
     parser.add_argument("--racers", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=40)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alleycat_site.settings")
-    import django
-
-    django.setup()
-    if args.step == "setup":
-        result = setup(args.racers, args.seconds)
-    elif args.step == "session":
-        result = session(args.username)
-    else:
-        result = rotate()
-    sys.stdout.write(json.dumps(result) + "\n")
-    return 0
+    steps = {
+        "setup": lambda args: setup(args.racers, args.seconds),
+        "session": lambda args: session(args.username),
+        "rotate": lambda args: rotate(),
+    }
+    return run(parser, steps)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import urllib.request
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from alleycat_site.devstack import stack_env_write
-from alleycat_site.stack import Service, run_stack
+from ops.devstack import stack_env_write
+from ops.stack import Service, run_stack
 
 logger = logging.getLogger("alleycat.stack")
 
@@ -94,7 +94,7 @@ class Command(BaseCommand):
             Service("beat", [python, "-m", "celery", "-A", "alleycat_site", "beat", "-l", "INFO", "--pidfile="]),
         ]
         services += simulator_services(python=python, base_env=base_env)
-        # For commands run by hand in another shell (alleycat_site/devstack.py): this stack's endpoint.
+        # For commands run by hand in another shell (ops/devstack.py): this stack's endpoint.
         stack_env = stack_env_write(settings.VAR_DIR, base_env)
         self.stdout.write(f"Alleycat on http://{host}:{port}/  (admin: http://{host}:{port}/admin/) — Ctrl-C stops it.")
         try:

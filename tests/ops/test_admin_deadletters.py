@@ -8,13 +8,12 @@ import re
 import boto3
 import orjson
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from ops import admin_deadletters
 from processors import config, deadletter
 from processors import deadletter_review as review
 from processors.deadletter import DeadLetter, send_dead_letters
-from races import admin_deadletters
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db
@@ -40,12 +39,6 @@ def queue(aws, monkeypatch, settings):
     settings.ALLEYCAT_STREAM = STREAM
     yield url
     _clear()
-
-
-@pytest.fixture
-def staff_client(client):
-    client.force_login(get_user_model().objects.create_superuser("ops", "ops@example.com", "pw-ops-123"))
-    return client
 
 
 def stream_records() -> list[tuple[bytes, str]]:
@@ -106,9 +99,9 @@ def _page(response) -> str:
     return re.sub(r"\s+", " ", response.content.decode())
 
 
-def test_the_page_lists_letters_with_reasons_and_leaves_them_in_the_queue(staff_client, queue, letters):
+def test_the_page_lists_letters_with_reasons_and_leaves_them_in_the_queue(admin_client, queue, letters):
     assert set(letters) == {"unknown_race", "unknown_race-cut", "out_of_range", "bad_object", "RetryAttemptsExhausted"}
-    response = staff_client.get(reverse("admin-dead-letters"))
+    response = admin_client.get(reverse("admin-dead-letters"))
     assert response.status_code == 200
     page = _page(response)
     assert "5 message(s)" in page
@@ -121,14 +114,14 @@ def test_the_page_lists_letters_with_reasons_and_leaves_them_in_the_queue(staff_
     assert letters["unknown_race"].redrivable and letters["RetryAttemptsExhausted"].redrivable
     # listing hid nothing: every message can be received right away
     assert len(review.receive_letters(_sqs(), queue, hold_seconds=0)) == 5
-    filtered = _page(staff_client.get(reverse("admin-dead-letters"), {"reason": "out_of_range"}))
+    filtered = _page(admin_client.get(reverse("admin-dead-letters"), {"reason": "out_of_range"}))
     assert "out_of_range detail" in filtered and "unknown_race detail" not in filtered
 
 
-def test_redrive_puts_records_back_on_the_stream_and_only_those_leave_the_queue(staff_client, queue, letters):
+def test_redrive_puts_records_back_on_the_stream_and_only_those_leave_the_queue(admin_client, queue, letters):
     before = stream_records()
     chosen = [letters["unknown_race"].message_id, letters["bad_object"].message_id]
-    response = staff_client.post(
+    response = admin_client.post(
         reverse("admin-dead-letters"), {"action": "redrive", "message_id": chosen}, follow=True
     )
     notes = [str(m) for m in response.context["messages"]]
@@ -139,7 +132,7 @@ def test_redrive_puts_records_back_on_the_stream_and_only_those_leave_the_queue(
     assert len(review.list_letters(_sqs(), queue)) == 4 and "bad_object" in remaining
 
     # a whole failed batch: its three records are read again from the shard and sent again
-    batch = staff_client.post(
+    batch = admin_client.post(
         reverse("admin-dead-letters"), {"action": "redrive", "all_of_reason": "RetryAttemptsExhausted"}, follow=True
     )
     assert any("Put 3 record(s) of 1 letter(s)" in str(m) for m in batch.context["messages"]), [
@@ -150,17 +143,17 @@ def test_redrive_puts_records_back_on_the_stream_and_only_those_leave_the_queue(
     assert "RetryAttemptsExhausted" not in {item.reason for item in review.list_letters(_sqs(), queue)}
 
 
-def test_discard_removes_the_chosen_letters(staff_client, queue, letters):
-    staff_client.post(reverse("admin-dead-letters"), {"action": "discard", "all_of_reason": "unknown_race"})
+def test_discard_removes_the_chosen_letters(admin_client, queue, letters):
+    admin_client.post(reverse("admin-dead-letters"), {"action": "discard", "all_of_reason": "unknown_race"})
     left = sorted(item.reason for item in review.list_letters(_sqs(), queue))
     assert left == ["RetryAttemptsExhausted", "bad_object", "out_of_range"]
 
 
-def test_only_staff_and_an_unreachable_queue_is_a_503_page(client, staff_client, queue, monkeypatch):
+def test_only_staff_and_an_unreachable_queue_is_a_503_page(client, admin_client, queue, monkeypatch):
     anonymous = client.__class__().get(reverse("admin-dead-letters"))
     assert anonymous.status_code == 302 and reverse("admin:login") in anonymous["Location"]
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     _clear()
-    response = staff_client.get(reverse("admin-dead-letters"))
+    response = admin_client.get(reverse("admin-dead-letters"))
     assert response.status_code == 503 and "cannot be read" in response.content.decode()

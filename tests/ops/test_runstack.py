@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import free_port, wait_for_http
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 

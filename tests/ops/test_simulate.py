@@ -10,8 +10,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from ops.management.commands.simulate import SYNTHETIC_RACER_BASE, _racer_pairs
 from processors.local.bootstrap import bootstrap
 from processors.local.template import load_local_settings
+from races.models import Racer
 from tests.factories import RaceClassFactory, RaceFactory, RacerFactory
 
 pytestmark = pytest.mark.django_db
@@ -76,3 +78,17 @@ def test_simulate_never_rides_as_a_racer_linked_to_a_user(aws, settings, django_
     racer_ids = {m["racerId"] for m in read_stream(resources.stream_name)}
     assert 1 not in racer_ids
     assert 2 in racer_ids and len(racer_ids) == 2
+
+
+def test_demo_simulator_rides_the_seeded_racers_first_then_distinct_generated_ones():
+    call_command("seed_demo")
+    Racer.objects.create(racer_id=SYNTHETIC_RACER_BASE, name="Registered Late")  # an id in the generated range
+    per_class = [_racer_pairs(24, offset=index, stride=6, synthetic_base=SYNTHETIC_RACER_BASE) for index in range(6)]
+    ridden = [racer_id for pairs in per_class for racer_id, _name in pairs]
+    assert sorted(ridden) == list(range(1, 145))  # 144 demo seats, all seeded Racer rows
+    extra = _racer_pairs(160, synthetic_base=SYNTHETIC_RACER_BASE)
+    registered = set(Racer.objects.values_list("racer_id", flat=True))
+    generated = [racer_id for racer_id, _name in extra if racer_id not in registered]
+    assert len(generated) == 160 - 151 and min(generated) > SYNTHETIC_RACER_BASE  # 100000 is someone's id
+    all_names = [name for _racer_id, name in extra]
+    assert len(set(all_names)) == len(all_names) and not any(c.isdigit() for n in all_names for c in n)
