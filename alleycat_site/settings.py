@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 
-from processors.domain import MAX_ID
+from processors.domain.message import MAX_ID
 
 from .env import env_bool, env_int, env_list, env_required, env_str
 

@@ -71,7 +71,7 @@ def source(status: dict[str, Any] | None, function: str, kind: str) -> dict[str,
 
 
 def expected_scores(messages: list[dict]) -> dict[int, int]:
-    from processors.domain import output_units
+    from processors.domain.scoring import output_units
 
     seen: dict[int, dict[int, int]] = {}
     for message in messages:

@@ -29,6 +29,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from processors.domain.message import MAX_ID, MAX_ID_DIGITS
 from processors.publishing import row_payload
 from processors.table import LiveStandings, StoreUnavailable
 from races.events import class_group_name, race_group_name, race_payload
@@ -41,7 +42,6 @@ from .selectors import LiveSnapshot, RankedLiveRow, live_snapshot_from_standings
 
 logger = logging.getLogger(__name__)
 
-MAX_ID = 2**53 - 1
 CLOSE_BAD_REQUEST = 4400
 CLOSE_NOT_FOUND = 4404
 SNAPSHOT_UNAVAILABLE = "Live standings cannot be read right now; updates will follow."
@@ -61,7 +61,7 @@ def parse_racer(query_string: bytes) -> tuple[bool, int | None]:
     if not values:
         return True, None
     text = values[-1]
-    if not text.isdigit() or len(text) > 16 or int(text) > MAX_ID:
+    if not text.isdigit() or len(text) > MAX_ID_DIGITS or int(text) > MAX_ID:
         return False, None
     return True, int(text)
 

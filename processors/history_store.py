@@ -36,7 +36,7 @@ import orjson
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from processors.domain import Reading
+from processors.domain.message import Reading
 
 DEFAULT_HISTORY_BUCKET = "alleycat-history"
 MAX_MERGE_ATTEMPTS = 12

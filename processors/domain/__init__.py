@@ -1,4 +1,8 @@
-"""Pure domain functions (no I/O, no boto3): being split into message, scoring, window and standings."""
+"""The pipeline's pure domain: plain functions over plain types, no I/O, no boto3, no Django.
 
-from processors.domain.message import *  # noqa: F403 - interim: the split follows in the next commit
-from processors.domain.message import MAX_ID, _check_json, _decode_fields  # noqa: F401
+- ``message``: the bike message, its limits (``MAX_ID``, ...) and its one decoder, whose errors name the reason;
+- ``scoring``: the scoring formula (``output_of``) and exact score units;
+- ``schedule``: a race's identity (A0) and the checks of a record against it;
+- ``window``: the aggregator's tumbling-window state and how readings fold into it;
+- ``standings``: racers' running totals, how a window merges into them, and the ranking rule.
+"""

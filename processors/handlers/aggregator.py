@@ -42,15 +42,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from processors.config import DEFAULT_MAX_RACERS_PER_RACE, get_config
 from processors.deadletter import DeadLetter, send_dead_letters
-from processors.domain import (
-    BadRecord,
-    Reason,
-    check_schedule,
-    decode_payloads,
-    fold_fields,
-    new_state,
-    state_seconds,
-)
+from processors.domain.message import BadRecord, Reason, decode_payloads
+from processors.domain.schedule import check_schedule
+from processors.domain.window import fold_fields, new_state, state_seconds
 from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds, tracer
 from processors.table import ResultsTable, TableError, get_results_table
 

@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from processors.deadletter import DeadLetter, send_dead_letters
-from processors.domain import BadRecord, Reading, decode_reading
+from processors.domain.message import BadRecord, Reading, decode_reading
 from processors.history_store import best_outputs, get_s3_client, history_bucket, merge_class_history
 from processors.observability import count, logger, metrics, tracer
 from processors.table import get_results_table

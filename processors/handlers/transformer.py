@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent, e
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from processors.deadletter import DeadLetter, send_dead_letters
-from processors.domain import BadRecord, Reading, Reason, decode_reading
+from processors.domain.message import BadRecord, Reading, Reason, decode_reading
 from processors.observability import count, logger, metrics, tracer
 
 HANDLER = "transformer"

@@ -16,7 +16,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from processors.config import get_config
-from processors.domain import RaceIdentity, RacerTotal, apply_pending, is_better_best, output_units
+from processors.domain.schedule import RaceIdentity
+from processors.domain.scoring import is_better_best, output_units
+from processors.domain.standings import RacerTotal, apply_pending
 from processors.table import items
 from processors.table.models import (
     FinalResult,
@@ -595,7 +597,7 @@ class ResultsTable:
             assignments = ["#race = :race", "#racer = :racer"]
             for index, (second, output) in enumerate(chunk):
                 names[f"#s{index}"] = items.second_attribute(second)
-                values[f":s{index}"] = {"N": items.units_to_number(round(output * 10_000))}
+                values[f":s{index}"] = {"N": items.units_to_number(output_units(output))}
                 assignments.append(f"#s{index} = :s{index}")
             with _store_errors():
                 self._client.update_item(

@@ -12,11 +12,12 @@ from django.utils import timezone
 
 from leaderboards import integrations
 from processors.config import get_config
-from processors.domain import fold_readings, make_reading, new_state
+from processors.domain.window import new_state
 from processors.table import FinalResult, PersonalBest, create_table, get_results_table
 from processors.table.store import get_dynamodb_client
 from races.models import Race, RaceClass, Racer
 from tests.conftest import free_port
+from tests.processors.factories import fold_readings, make_reading
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 
-from processors.domain import output_of
+from processors.domain.scoring import output_of
 from processors.handlers import aggregator
 from processors.observability import logger
 from processors.table import ResultsTable, StoreUnavailable

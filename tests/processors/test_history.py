@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from processors import deadletter, history_store
 from processors.config import get_config
-from processors.domain import make_reading
 from processors.handlers import history
 from processors.history_store import (
     decode_history,
@@ -32,7 +31,7 @@ from processors.history_store import (
 from processors.local.bootstrap import Resources, bootstrap
 from processors.local.template import load_local_settings
 from processors.table import get_results_table, store
-from tests.processors.factories import LambdaContext
+from tests.processors.factories import LambdaContext, make_reading
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 

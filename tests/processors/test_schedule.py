@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from processors import config
-from processors.domain import output_of
+from processors.domain.scoring import output_of
 from processors.handlers import aggregator
 from processors.table import FinalResult, ResultsTable, items
 from processors.table.items import live_key

@@ -14,7 +14,7 @@ import pytest
 
 from processors import deadletter
 from processors.config import get_config
-from processors.domain import output_of
+from processors.domain.scoring import output_of
 from processors.handlers import transformer
 from tests.processors.factories import LambdaContext
 
