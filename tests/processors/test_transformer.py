@@ -12,8 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from processors import deadletter
-from processors.config import get_config
+from processors import clients
 from processors.domain.scoring import output_of
 from processors.handlers import transformer
 from tests.processors.factories import LambdaContext
@@ -26,9 +25,7 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 def _clear_caches() -> None:
-    get_config.cache_clear()
-    deadletter.get_sqs_client.cache_clear()
-    deadletter.dead_letter_queue_url.cache_clear()
+    clients.clear()
 
 
 @pytest.fixture
