@@ -20,6 +20,7 @@ from django.utils import timezone
 from alleycat_site.exceptions import is_store_unavailable
 from alleycat_site.middleware import STORE_UNAVAILABLE_MESSAGE
 from processors.domain.message import MAX_ID, MAX_ID_DIGITS
+from processors.publishing import row_payload
 from races.models import Race, RaceClass, Racer
 from races.selectors import (
     race_class_list_with_current,
@@ -82,15 +83,8 @@ def race_json(race: Race | None, now: datetime) -> dict[str, Any] | None:
 
 
 def row_json(row: selectors.RankedLiveRow) -> dict[str, Any]:
-    return {
-        "rank": row.rank,
-        "racer_id": row.racer_id,
-        "name": row.name,
-        "score": row.score,
-        "second": row.second,
-        "output": row.output,
-        "finished": row.finished,
-    }
+    """A live row as the socket sends it (one shape: ``processors.publishing.row_payload``)."""
+    return row_payload(row.rank, row)
 
 
 def live_data(
