@@ -30,7 +30,7 @@ from processors.table.store import get_results_table
 from tests.conftest import free_port
 from tests.processors.factories import fold_readings, make_reading, to_lambda_image
 
-PROCESSORS = Path(__file__).resolve().parents[2] / "processors"
+PROCESSORS = Path(__file__).resolve().parents[3] / "processors"
 
 
 def pending(race_id: int, racer_seconds: dict[int, list[int]], *, final: set[int] = frozenset(), name: str = "R"):
