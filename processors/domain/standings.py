@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from processors.domain.scoring import output_units, units_to_score
+from processors.domain.window import PendingRacer
 
 
 def rank_key(score_units: int, racer_id: int) -> tuple[int, int]:
@@ -41,7 +41,7 @@ class RacerTotal:
         return self.finished_at_ms is not None
 
 
-def apply_pending(totals: dict[int, RacerTotal], pending_racers: Mapping[str, Mapping[str, Any]]) -> bool:
+def apply_pending(totals: dict[int, RacerTotal], pending_racers: Mapping[str, PendingRacer]) -> bool:
     """Merge a window's pending racers (state["races"][id]["r"]) into the totals.
 
     A second already counted (its bit is set) is ignored, so applying the same window

@@ -13,17 +13,36 @@ outputs keeps the larger, the name comes from the latest second, "finished" is s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from typing import NotRequired, TypedDict
 
 from processors.domain.message import EVENT_FINAL, MAX_SECOND, Fields
 
 
-def new_state() -> dict[str, Any]:
+class PendingRacer(TypedDict):
+    """A racer's seconds in the window (keys kept short: the state travels as JSON, under 1 MB)."""
+
+    n: str  # name, from the latest second
+    ns: int  # the second that name came with
+    o: dict[str, float]  # "<second>" -> output (the larger one if a second came twice)
+    f: int | None  # finished at (device ms) of the "final" message, or None
+
+
+class RaceWindow(TypedDict):
+    c: int  # the race's class id
+    r: dict[str, PendingRacer]  # "<racerId>" -> pending seconds
+
+
+class WindowState(TypedDict):
+    races: dict[str, RaceWindow]  # "<raceId>" -> the race's pending racers
+    w: NotRequired[int]  # newest Kinesis arrival (ms) among the window's records: the aggregator's watermark
+
+
+def new_state() -> WindowState:
     return {"races": {}}
 
 
-def fold_fields(state: dict[str, Any], rows: Iterable[Fields]) -> None:
+def fold_fields(state: WindowState, rows: Iterable[Fields]) -> None:
     """Fold already validated field tuples (``message.decode_payloads``) into the window state."""
     _fold_fields(state.setdefault("races", {}), rows)
 
@@ -31,10 +50,10 @@ def fold_fields(state: dict[str, Any], rows: Iterable[Fields]) -> None:
 _SECOND_KEYS = tuple(str(second) for second in range(MAX_SECOND + 1))  # str(second) without the call
 
 
-def _fold_fields(races: dict[str, Any], rows: Iterable[Fields]) -> None:
+def _fold_fields(races: dict[str, RaceWindow], rows: Iterable[Fields]) -> None:
     last_race_id = last_class_id = None
-    race: dict[str, Any] | None = {}
-    racers: dict[str, Any] = {}
+    race: RaceWindow | None = None
+    racers: dict[str, PendingRacer] = {}
     second_keys = _SECOND_KEYS
     for _uuid, event, device_ts, second, race_id, name, racer_id, class_id, _cadence, _resistance, output in rows:
         if race_id != last_race_id or class_id != last_class_id:
@@ -71,6 +90,6 @@ def _fold_fields(races: dict[str, Any], rows: Iterable[Fields]) -> None:
                 racer["f"] = device_ts
 
 
-def state_seconds(state: Mapping[str, Any]) -> int:
+def state_seconds(state: WindowState) -> int:
     """How many (race, racer, second) entries the state holds: its size driver."""
     return sum(len(racer["o"]) for race in state.get("races", {}).values() for racer in race["r"].values())

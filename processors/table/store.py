@@ -16,6 +16,7 @@ from processors.config import get_config
 from processors.domain.schedule import RaceIdentity
 from processors.domain.scoring import is_better_best, output_units
 from processors.domain.standings import RacerTotal, apply_pending
+from processors.domain.window import PendingRacer
 from processors.retry import GaveUp, TryAgain, attempts
 from processors.table import items
 from processors.table.models import (
@@ -96,7 +97,7 @@ class MergeOutcome:
     item_bytes: int
     too_large: bool = False
     settled: bool = False
-    rejected: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    rejected: Mapping[str, PendingRacer] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +238,7 @@ class ResultsTable:
         self,
         race_id: int,
         class_id: int,
-        pending_racers: Mapping[str, Mapping[str, Any]],
+        pending_racers: Mapping[str, PendingRacer],
         *,
         now_ms: int | None = None,
         max_racers: int | None = None,
@@ -267,7 +268,7 @@ class ResultsTable:
         self,
         race_id: int,
         class_id: int,
-        pending_racers: Mapping[str, Mapping[str, Any]],
+        pending_racers: Mapping[str, PendingRacer],
         attempt: int,
         now_ms: int | None,
         max_racers: int | None,
@@ -677,8 +678,8 @@ _INDEX_KEYS = {GSI1: frozenset({PK, SK, GSI1_PK, GSI1_SK}), GSI2: frozenset({PK,
 
 
 def _admit(
-    totals: Mapping[int, RacerTotal], pending: Mapping[str, Mapping[str, Any]], max_racers: int | None
-) -> tuple[Mapping[str, Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
+    totals: Mapping[int, RacerTotal], pending: Mapping[str, PendingRacer], max_racers: int | None
+) -> tuple[Mapping[str, PendingRacer], dict[str, PendingRacer]]:
     """(admitted, rejected): racers already in the race always; new ones while there is room, lowest id first."""
     if max_racers is None:
         return pending, {}
