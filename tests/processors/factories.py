@@ -187,6 +187,34 @@ def stream_record(
     }
 
 
+def ride(
+    racers: range,
+    seconds: range,
+    *,
+    race_id: int = 7,
+    class_id: int = 3,
+    final_at: int | None = None,
+    arrival: float = ARRIVAL_S,
+) -> list[dict[str, Any]]:
+    """Kinesis records of ``racers`` riding ``seconds`` (second by second), cadence 60 + racer id % 50."""
+    return [
+        kinesis_record(
+            message(
+                race_id=race_id,
+                racer_id=racer_id,
+                second=second,
+                class_id=class_id,
+                cadence=60 + racer_id % 50,
+                resistance=40,
+                event="final" if second == final_at else "update",
+            ),
+            arrival=arrival,
+        )
+        for second in seconds
+        for racer_id in racers
+    ]
+
+
 # --- domain helpers for tests (the pipeline decodes to field tuples, never builds Readings itself) ----------
 
 
