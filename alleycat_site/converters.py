@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from django.urls import register_converter
 
-from processors.domain import MAX_ID
-
-MAX_ID_DIGITS = len(str(MAX_ID))
+from processors.domain.message import MAX_ID, MAX_ID_DIGITS
 
 
 class IdConverter:

@@ -13,7 +13,8 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 
-from processors.domain import MAX_ID
+from processors.channel_wire import DEFAULT_PREFIX as CHANNEL_PREFIX
+from processors.domain.message import MAX_ID
 
 from .env import env_bool, env_int, env_list, env_required, env_str
 
@@ -180,6 +181,8 @@ CHANNEL_LAYERS = {
                     "socket_connect_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
                 }
             ],
+            # The group channel prefix the Lambda publisher writes to as well (processors/channel_wire.py).
+            "prefix": CHANNEL_PREFIX,
         },
     }
 }

@@ -26,7 +26,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from processors.domain import new_state  # noqa: E402
+from processors.domain.window import new_state  # noqa: E402
 from processors.handlers.aggregator import fold_kinesis_records  # noqa: E402
 
 

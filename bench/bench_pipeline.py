@@ -32,7 +32,7 @@ from bench._common import local_pipeline, race_identity_publish, source  # noqa:
 
 
 def expected_scores(messages: list[dict]) -> dict[int, int]:
-    from processors.domain import output_units
+    from processors.domain.scoring import output_units
 
     seen: dict[int, dict[int, int]] = {}
     for message in messages:

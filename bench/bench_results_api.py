@@ -91,12 +91,12 @@ def main() -> int:
         from django.test import Client
         from django.utils import timezone
 
+        from processors import clients
         from processors.table import FinalResult, ResultsTable, create_table, get_results_table
-        from processors.table.store import get_dynamodb_client
         from races.models import Race, RaceClass
 
         call_command("migrate", verbosity=0)
-        create_table(get_dynamodb_client(), "alleycat-bench")
+        create_table(clients.aws_client("dynamodb"), "alleycat-bench")
         race_class = RaceClass.objects.create(name="Bench")
         starts = timezone.now() - timedelta(minutes=30)
         race = Race.objects.create(race_class=race_class, starts_at=starts, ends_at=starts + timedelta(minutes=5))

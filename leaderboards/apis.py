@@ -27,7 +27,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from processors.domain import MAX_ID
+from processors.domain.message import MAX_ID
 from races.models import Race
 from races.services import results_version
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,9 +28,11 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from processors.publishing import row_payload
+from processors.config import get_config
+from processors.domain.message import MAX_ID, MAX_ID_DIGITS
+from processors.publishing import class_group, race_group, row_payload
 from processors.table import LiveStandings, StoreUnavailable
-from races.events import class_group_name, race_group_name, race_payload
+from races.events import race_payload
 from races.models import Race, RaceClass
 from races.selectors import race_current_for_class
 
@@ -41,18 +42,9 @@ from .selectors import LiveSnapshot, RankedLiveRow, live_snapshot_from_standings
 
 logger = logging.getLogger(__name__)
 
-MAX_ID = 2**53 - 1
 CLOSE_BAD_REQUEST = 4400
 CLOSE_NOT_FOUND = 4404
 SNAPSHOT_UNAVAILABLE = "Live standings cannot be read right now; updates will follow."
-
-
-def top_rows() -> int:
-    """Rows per browser message (``ALLEYCAT_TOP_ROWS``, as the publisher uses; default 100)."""
-    try:
-        return max(1, int(os.environ.get("ALLEYCAT_TOP_ROWS") or 100))
-    except ValueError:
-        return 100
 
 
 def parse_racer(query_string: bytes) -> tuple[bool, int | None]:
@@ -61,7 +53,7 @@ def parse_racer(query_string: bytes) -> tuple[bool, int | None]:
     if not values:
         return True, None
     text = values[-1]
-    if not text.isdigit() or len(text) > 16 or int(text) > MAX_ID:
+    if not text.isdigit() or len(text) > MAX_ID_DIGITS or int(text) > MAX_ID:
         return False, None
     return True, int(text)
 
@@ -188,7 +180,7 @@ class _StandingsConsumer(LoopOnlyDispatch, AsyncJsonWebsocketConsumer):
 
     async def websocket_connect(self, message):
         self.joined: list[str] = []
-        self.top = top_rows()
+        self.top = get_config().top_rows  # ALLEYCAT_TOP_ROWS, as the publisher sends
         self.gate: SendGate | None = None
         await super().websocket_connect(message)
 
@@ -261,7 +253,7 @@ class RaceStandingsConsumer(_StandingsConsumer):
             return await self._refuse(CLOSE_BAD_REQUEST)
         # Join and accept first: the handshake never waits for a database (a storm of connects would
         # otherwise outlast daphne's handshake timeout), and no update is missed before the snapshot.
-        await self._join(race_group_name(race_id))
+        await self._join(race_group(race_id))
         await self.accept()
         if await _race.get(race_id) is None:
             return await self.close(code=CLOSE_NOT_FOUND)
@@ -291,7 +283,7 @@ class ClassStandingsConsumer(_StandingsConsumer):
         self.not_current: set[int] = set()
         if not valid or self.class_id > MAX_ID:
             return await self._refuse(CLOSE_BAD_REQUEST)
-        await self._join(class_group_name(self.class_id))
+        await self._join(class_group(self.class_id))
         await self.accept()
         if not await _class.get(self.class_id):
             return await self.close(code=CLOSE_NOT_FOUND)

@@ -17,9 +17,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from processors.config import get_config
+from processors.history_store import history_key
 from processors.table import ResultsTable
 
-DEFAULT_HISTORY_BUCKET = "alleycat-history"
 CHUNK_BYTES = 64 * 1024
 
 # One attempt, short timeouts: a hung endpoint costs a request at most CONNECT + READ timeouts (~2 s), not
@@ -48,14 +48,6 @@ class HistoryObject:
     content_length: int | None
     chunks: Iterator[bytes] | None
     not_modified: bool = False
-
-
-def history_bucket() -> str:
-    return os.environ.get("ALLEYCAT_HISTORY_BUCKET") or DEFAULT_HISTORY_BUCKET
-
-
-def history_key(class_id: int) -> str:
-    return f"class-{int(class_id)}.json.gz"
 
 
 def aws_client(service: str) -> Any:
@@ -91,7 +83,7 @@ def history_object_get(*, class_id: int, if_none_match: str | None = None) -> Hi
     ``if_none_match`` is passed to S3, which answers 304 when the client's copy is current:
     then ``not_modified`` is set and nothing is downloaded.
     """
-    params: dict[str, Any] = {"Bucket": history_bucket(), "Key": history_key(class_id)}
+    params: dict[str, Any] = {"Bucket": get_config().history_bucket, "Key": history_key(class_id)}
     if if_none_match:
         params["IfNoneMatch"] = if_none_match
     try:

@@ -10,7 +10,7 @@ message, camelCase as DESIGN.md defines it)::
 what the browser must not choose: ``raceId`` (the class's current race; a reading naming a
 race that is no longer current is refused with ``race_over``, so a late "final" never lands
 in the next race), ``second`` (the race clock) and ``name`` (the racer's). It then validates the message with the
-pipeline's own rules (``processors.domain.decode_reading``) and puts it on ``ALLEYCAT_STREAM``
+pipeline's own rules (``processors.domain.message.decode_reading``) and puts it on ``ALLEYCAT_STREAM``
 with the partition key ``<raceId>:<racerId>`` (a race spreads over shards). Replies, one per
 message, snake_case like everything the site serves:
 
@@ -53,7 +53,7 @@ from django.contrib.auth import get_user as auth_get_user
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from processors.domain import BadRecord, decode_reading
+from processors.domain.message import BadRecord, decode_reading
 from races.events import race_payload
 from races.models import Race, Racer
 from races.selectors import race_current_for_class

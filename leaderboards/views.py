@@ -17,10 +17,9 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 
-from alleycat_site.converters import MAX_ID_DIGITS
 from alleycat_site.exceptions import is_store_unavailable
 from alleycat_site.middleware import STORE_UNAVAILABLE_MESSAGE
-from processors.domain import MAX_ID
+from processors.domain.message import MAX_ID, MAX_ID_DIGITS
 from races.models import Race, RaceClass, Racer
 from races.selectors import (
     race_class_list_with_current,

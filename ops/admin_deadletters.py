@@ -26,7 +26,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from processors import deadletter_review as review
-from processors.deadletter import dead_letter_queue_url, get_sqs_client
+from processors.clients import aws_client
+from processors.deadletter import dead_letter_queue_url
 
 logger = logging.getLogger("alleycat.deadletters")
 
@@ -39,7 +40,7 @@ def _kinesis() -> Any:
 
 
 def _queue() -> tuple[Any, str]:
-    return get_sqs_client(), dead_letter_queue_url()
+    return aws_client("sqs"), dead_letter_queue_url()
 
 
 @staff_member_required

@@ -36,7 +36,7 @@ def group_channel(group: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}__group__{group}"
 
 
-def encode(message: dict[str, Any]) -> bytes:
+def encode(message: dict[str, Any] | list[Any]) -> bytes:
     """The layer's message serialization (``channels_redis.serializers.MsgPackSerializer``)."""
     return msgpack.packb(message)
 

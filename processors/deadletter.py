@@ -25,14 +25,11 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
 
-import boto3
 import orjson
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from processors.clients import aws_client, cached
 from processors.config import DEFAULT_DEAD_LETTER_QUEUE_NAME, get_config
 from processors.observability import count, logger
 
@@ -72,17 +69,12 @@ def dead_letter_body(letter: DeadLetter) -> str:
     return orjson.dumps(body).decode()
 
 
-@lru_cache(maxsize=1)
-def get_sqs_client() -> Any:
-    return boto3.client("sqs", config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2))
-
-
-@lru_cache(maxsize=1)
+@cached
 def dead_letter_queue_url() -> str:
     configured = get_config().dead_letter_queue_url
     if configured:
         return configured
-    return get_sqs_client().get_queue_url(QueueName=DEFAULT_DEAD_LETTER_QUEUE_NAME)["QueueUrl"]
+    return aws_client("sqs").get_queue_url(QueueName=DEFAULT_DEAD_LETTER_QUEUE_NAME)["QueueUrl"]
 
 
 def send_dead_letters(letters: Sequence[DeadLetter]) -> int:
@@ -105,7 +97,7 @@ def send_dead_letters(letters: Sequence[DeadLetter]) -> int:
             for index, (letter, body) in enumerate(batch)
         ]
         try:
-            response = get_sqs_client().send_message_batch(QueueUrl=dead_letter_queue_url(), Entries=entries)
+            response = aws_client("sqs").send_message_batch(QueueUrl=dead_letter_queue_url(), Entries=entries)
         except (BotoCoreError, ClientError) as exc:
             logger.error("dead-letter queue unavailable", extra={"error": str(exc)[:300]})
             failed.extend(letter for later in batches[position:] for letter, _body in later)

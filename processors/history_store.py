@@ -1,5 +1,8 @@
 """The class history objects ("All time" ghost): ``s3://$ALLEYCAT_HISTORY_BUCKET/class-<id>.json.gz``.
 
+The one home of the location: the bucket is ``processors.config.Config.history_bucket`` and the key
+``history_key``; the handler writes there and Django (``leaderboards/integrations.py``) reads there.
+
 Format (docs/contracts.md)::
 
     {"classId": 3, "updatedAt": 1764172800000, "racers": {"17": [101.2, 102.0, null, ...]}}
@@ -10,11 +13,11 @@ never seen.
 Writers merge with a read-modify-write that cannot lose a concurrent update: read the object and
 its ETag, merge, then ``PutObject`` with ``If-Match: <etag>`` (or ``If-None-Match: *`` when the
 object does not exist yet). S3 rejects the put with 412 (or 409 while another conditional write
-is in flight) if anyone wrote in between; we then re-read and merge again. The merge is a per-second
-maximum, so it is commutative and idempotent: any interleaving of writers, and any replay, gives
-the same object. A merge that changes nothing writes nothing, so replaying an input leaves the
-object byte-for-byte (and ETag) identical. Objects are encoded deterministically (sorted keys, gzip
-mtime 0).
+is in flight) if anyone wrote in between; we then re-read and merge again (``processors.retry``).
+The merge is a per-second maximum, so it is commutative and idempotent: any interleaving of
+writers, and any replay, gives the same object. A merge that changes nothing writes nothing, so
+replaying an input leaves the object byte-for-byte (and ETag) identical. Objects are encoded
+deterministically (sorted keys, gzip mtime 0).
 
 The pure functions here (``best_outputs``, ``merge_bests``, ``encode_history``, ``decode_history``)
 do no I/O; ``merge_class_history`` and ``read_class_history`` are the S3 adapter.
@@ -23,22 +26,17 @@ do no I/O; ``merge_class_history`` and ``read_class_history`` are the S3 adapter
 from __future__ import annotations
 
 import gzip
-import os
-import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import boto3
 import orjson
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from processors.domain import Reading
+from processors.domain.message import Reading
+from processors.retry import GaveUp, TryAgain, attempts
 
-DEFAULT_HISTORY_BUCKET = "alleycat-history"
 MAX_MERGE_ATTEMPTS = 12
 # Codes S3 answers a conditional write with when someone else won the race.
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
@@ -54,11 +52,12 @@ def history_key(class_id: int) -> str:
 # --------------------------------------------------------------------------- pure functions
 
 
-def best_outputs(readings: Iterable[Reading]) -> ClassBests:
-    """Best output per (class, racer, second) among ``readings``."""
+def best_outputs(readings: Iterable[Reading], *, by_race: bool = False) -> ClassBests:
+    """Best output per (class, racer, second) among ``readings``; per (race, racer, second) with ``by_race``."""
     bests: ClassBests = {}
     for reading in readings:
-        seconds = bests.setdefault(reading.class_id, {}).setdefault(reading.racer_id, {})
+        group = reading.race_id if by_race else reading.class_id
+        seconds = bests.setdefault(group, {}).setdefault(reading.racer_id, {})
         previous = seconds.get(reading.second)
         if previous is None or reading.output > previous:
             seconds[reading.second] = reading.output
@@ -112,19 +111,6 @@ class MergeResult:
     attempts: int  # conditional puts tried (> 1 means a concurrent writer was merged with)
 
 
-@lru_cache(maxsize=1)
-def get_s3_client() -> Any:
-    """S3 client; honours AWS_ENDPOINT_URL (moto, LocalStack) and the standard AWS variables."""
-    return boto3.client(
-        "s3", config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10)
-    )
-
-
-@lru_cache(maxsize=1)
-def history_bucket() -> str:
-    return os.environ.get("ALLEYCAT_HISTORY_BUCKET") or DEFAULT_HISTORY_BUCKET
-
-
 def read_class_history(s3: Any, bucket: str, class_id: int) -> tuple[dict[str, Any] | None, str | None]:
     """(document, etag) of a class's history object; (None, None) when it does not exist yet."""
     try:
@@ -145,28 +131,9 @@ def merge_class_history(
     now_ms: int | None = None,
 ) -> MergeResult:
     """Merge ``bests`` (racer -> second -> output) into the class object with a conditional put, retrying conflicts."""
-    key = history_key(class_id)
-    for attempt in range(1, MAX_MERGE_ATTEMPTS + 1):
-        document, etag = read_class_history(s3, bucket, class_id)
-        merged = merge_bests(document, class_id, bests, now_ms if now_ms is not None else int(time.time() * 1000))
-        if merged is None:
-            return MergeResult(class_id, written=False, attempts=attempt - 1)
-        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
-        try:
-            s3.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=encode_history(merged),
-                ContentType="application/gzip",
-                **condition,
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] not in _CONFLICT_CODES:
-                raise
-            time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))  # noqa: S311 - jitter, not crypto
-            continue
-        return MergeResult(class_id, written=True, attempts=attempt)
-    raise RuntimeError(f"history {key}: gave up after {MAX_MERGE_ATTEMPTS} conflicting writers")
+    return _update_class_history(
+        s3, bucket, class_id, lambda document, updated_at: merge_bests(document, class_id, bests, updated_at), now_ms
+    )
 
 
 def replace_racer_history(
@@ -184,34 +151,55 @@ def replace_racer_history(
     bests, so it is not a merge; it replaces the racer's row only, with the same conditional put, so
     a concurrent merge of other racers' bests is never lost.
     """
-    key = history_key(class_id)
     row: list[float | None] = []
     for second, output in sorted(seconds.items()):
         row.extend([None] * (second - len(row)))
         row[second - 1] = output
-    for attempt in range(1, MAX_MERGE_ATTEMPTS + 1):
-        document, etag = read_class_history(s3, bucket, class_id)
+
+    def replace(document: Mapping[str, Any] | None, updated_at: int) -> dict[str, Any] | None:
         racers = dict((document or {}).get("racers", {}))
         if racers.get(str(racer_id), []) == row or (document is None and not row):
-            return MergeResult(class_id, written=False, attempts=attempt - 1)
+            return None
         if row:
             racers[str(racer_id)] = row
         else:
             racers.pop(str(racer_id), None)
-        updated = {
-            "classId": int(class_id),
-            "updatedAt": now_ms if now_ms is not None else int(time.time() * 1000),
-            "racers": racers,
-        }
-        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
-        try:
-            s3.put_object(
-                Bucket=bucket, Key=key, Body=encode_history(updated), ContentType="application/gzip", **condition
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] not in _CONFLICT_CODES:
-                raise
-            time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))  # noqa: S311 - jitter, not crypto
-            continue
-        return MergeResult(class_id, written=True, attempts=attempt)
-    raise RuntimeError(f"history {key}: gave up after {MAX_MERGE_ATTEMPTS} conflicting writers")
+        return {"classId": int(class_id), "updatedAt": updated_at, "racers": racers}
+
+    return _update_class_history(s3, bucket, class_id, replace, now_ms)
+
+
+def _update_class_history(
+    s3: Any,
+    bucket: str,
+    class_id: int,
+    change: Callable[[Mapping[str, Any] | None, int], dict[str, Any] | None],
+    now_ms: int | None,
+) -> MergeResult:
+    """Read the class object, ``change`` it (None: nothing to write), put it back only if nobody wrote meanwhile."""
+    key = history_key(class_id)
+    try:
+        for attempt in attempts(MAX_MERGE_ATTEMPTS):
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                document, etag = read_class_history(s3, bucket, class_id)
+                changed = change(document, now_ms if now_ms is not None else int(time.time() * 1000))
+                if changed is None:
+                    return MergeResult(class_id, written=False, attempts=number - 1)
+                condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+                try:
+                    s3.put_object(
+                        Bucket=bucket,
+                        Key=key,
+                        Body=encode_history(changed),
+                        ContentType="application/gzip",
+                        **condition,
+                    )
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] not in _CONFLICT_CODES:
+                        raise
+                    raise TryAgain(key) from exc
+                return MergeResult(class_id, written=True, attempts=number)
+    except GaveUp as exc:
+        raise RuntimeError(f"history {key}: gave up after {MAX_MERGE_ATTEMPTS} conflicting writers") from exc
+    raise AssertionError("unreachable: attempts() returns or raises")

@@ -1,4 +1,4 @@
-"""Race lifecycle events pushed to the Channels group of the race's class.
+"""Race lifecycle events pushed to the Channels groups of the race and its class (``processors.publishing``).
 
 Message shapes are in docs/contracts.md. A push that fails (Redis down) is logged and
 dropped: rotation must not fail because nobody can be told about it.
@@ -11,17 +11,11 @@ import logging
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from processors.publishing import class_group, race_group
+
 from .models import Race
 
 logger = logging.getLogger(__name__)
-
-
-def class_group_name(class_id: int) -> str:
-    return f"class.{int(class_id)}"
-
-
-def race_group_name(race_id: int) -> str:
-    return f"race.{int(race_id)}"
 
 
 def race_payload(race: Race) -> dict:
@@ -43,8 +37,8 @@ def race_event_send(*, kind: str, race: Race) -> bool:
         return False
     message = {"type": kind, "race": race_payload(race)}
     try:
-        async_to_sync(layer.group_send)(class_group_name(race.race_class_id), message)
-        async_to_sync(layer.group_send)(race_group_name(race.pk), message)
+        async_to_sync(layer.group_send)(class_group(race.race_class_id), message)
+        async_to_sync(layer.group_send)(race_group(race.pk), message)
     except Exception as error:  # noqa: BLE001 - any layer failure is logged, never fatal
         logger.warning("Could not push %s for race %s: %s", kind, race.pk, error)
         return False

@@ -275,7 +275,9 @@ def result_void(*, race: Race, racer_id: int, reason: str, user=None, now: datet
     """
     from django.core.cache import cache
 
-    from processors.history_store import get_s3_client, history_bucket, replace_racer_history
+    from processors.clients import aws_client
+    from processors.config import get_config
+    from processors.history_store import replace_racer_history
     from processors.table import PersonalBest, StoreUnavailable, get_results_table
 
     reason = (reason or "").strip()
@@ -321,7 +323,7 @@ def result_void(*, race: Race, racer_id: int, reason: str, user=None, now: datet
             for second, output in enumerate(table.racer_race_seconds(other.race_id, racer_id), start=1):
                 if output is not None and output > seconds.get(second, float("-inf")):
                     seconds[second] = output
-        replace_racer_history(get_s3_client(), history_bucket(), class_id, racer_id, seconds)
+        replace_racer_history(aws_client("s3"), get_config().history_bucket, class_id, racer_id, seconds)
     except StoreUnavailable as error:
         raise ValidationError(f"The results store is unavailable ({error}); try again.") from error
     # Settled results are cached: a new version makes the next read go to the table.

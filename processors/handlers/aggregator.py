@@ -33,7 +33,7 @@ from __future__ import annotations
 import binascii
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
@@ -42,27 +42,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from processors.config import DEFAULT_MAX_RACERS_PER_RACE, get_config
 from processors.deadletter import DeadLetter, send_dead_letters
-from processors.domain import (
-    BadRecord,
-    Reason,
-    check_schedule,
-    decode_payloads,
-    fold_fields,
-    new_state,
-    state_seconds,
-)
+from processors.domain.message import BadRecord, Reason, decode_payloads
+from processors.domain.schedule import check_schedule
+from processors.domain.window import PendingRacer, WindowState, fold_fields, new_state, state_seconds
 from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds, tracer
 from processors.table import ResultsTable, TableError, get_results_table
 
 HANDLER = "aggregator"
 MAX_BAD_RECORD_LOGS = 100
 MAX_RACES_IN_SUMMARY = 20
-WATERMARK = "w"  # state key: newest arrival time (ms) among the records folded in this window
 FRAGMENT_BYTES = 12 * 1024  # a dead-lettered state fragment stays under the letter's 16 KB data limit
 
 
 def fold_kinesis_records(
-    records: Sequence[Mapping[str, Any]], state: dict[str, Any], table: ResultsTable | None = None
+    records: Sequence[Mapping[str, Any]], state: WindowState, table: ResultsTable | None = None
 ) -> tuple[int, list[tuple[Mapping[str, Any], BadRecord]]]:
     """Decode Kinesis records, check them against their races and fold the valid ones into ``state``.
 
@@ -87,7 +80,7 @@ def fold_kinesis_records(
         bad.sort(key=lambda pair: pair[0])
     fold_fields(state, (fields for _index, fields in accepted))
     if records:
-        state[WATERMARK] = max(state.get(WATERMARK, 0), newest)
+        state["w"] = max(state.get("w", 0), newest)
     return len(accepted), [(records[index], problem) for index, problem in bad]
 
 
@@ -106,16 +99,16 @@ def _arrival_ms(record: Mapping[str, Any]) -> int:
 
 
 def write_state(
-    table: ResultsTable, state: Mapping[str, Any], *, max_racers: int = DEFAULT_MAX_RACERS_PER_RACE
-) -> tuple[dict[str, Any], list[tuple[str, int, int, dict[str, Any]]]]:
+    table: ResultsTable, state: WindowState, *, max_racers: int = DEFAULT_MAX_RACERS_PER_RACE
+) -> tuple[dict[str, Any], list[tuple[str, int, int, dict[str, PendingRacer]]]]:
     """Merge every race of the state into its live item.
 
     Returns counts for the summary, and what was not written as (reason, race, class, racers).
     """
     written = unchanged = conflicts = too_large = settled = full = 0
     largest_item = 0
-    unwritten: list[tuple[str, int, int, dict[str, Any]]] = []
-    for race_key, race in state.get("races", {}).items():
+    unwritten: list[tuple[str, int, int, dict[str, PendingRacer]]] = []
+    for race_key, race in state["races"].items():
         race_id = int(race_key)
         outcome = table.merge_live(race_id, race["c"], race["r"], max_racers=max_racers)
         conflicts += outcome.attempts - 1
@@ -155,12 +148,12 @@ def write_state(
 
 
 def _unwritten_letters(
-    unwritten: list[tuple[str, int, int, dict[str, Any]]], event: KinesisStreamEvent
+    unwritten: list[tuple[str, int, int, dict[str, PendingRacer]]], event: KinesisStreamEvent
 ) -> list[DeadLetter]:
     """State fragments of what could not be written, each small enough to be kept whole."""
     letters = []
     for reason, race_id, class_id, racers in unwritten:
-        chunk: dict[str, Any] = {}
+        chunk: dict[str, PendingRacer] = {}
         size = 0
         items = sorted(racers.items(), key=lambda pair: int(pair[0]))
         for position, (racer_key, pending) in enumerate(items):
@@ -280,7 +273,8 @@ def handle(
     shard_idle_seconds: int = 60,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    state = event.state if "races" in event.state else new_state()
+    # The state Lambda hands back is the JSON of what the previous invocation returned (WindowState).
+    state = cast(WindowState, event.state) if "races" in event.state else new_state()
     records = event.raw_event.get("Records") or []
     readings, bad = fold_kinesis_records(records, state, table)
     if bad:
@@ -301,7 +295,7 @@ def handle(
             letters = _unwritten_letters(unwritten, event)
             count("UnwrittenLetters", len(letters))
             send_dead_letters(letters)
-        watermark = state.get(WATERMARK)
+        watermark = state.get("w")
         if watermark:
             settled = settle_due(table, _shard_name(event, records), watermark, idle_ms=shard_idle_seconds * 1000)
         state = new_state()

@@ -29,11 +29,13 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
+from processors.clients import aws_client
+from processors.config import get_config
 from processors.deadletter import DeadLetter, send_dead_letters
-from processors.domain import BadRecord, Reading, decode_reading
-from processors.history_store import best_outputs, get_s3_client, history_bucket, merge_class_history
+from processors.domain.message import BadRecord, Reading, decode_reading
+from processors.history_store import best_outputs, merge_class_history
 from processors.observability import count, logger, metrics, tracer
-from processors.table import get_results_table
+from processors.table import ResultsTable, get_results_table
 
 HANDLER = "history"
 ERROR_OUTPUT_PREFIX = "processing-failed/"
@@ -47,24 +49,9 @@ def _lines(body: bytes) -> Iterator[bytes]:
             yield line
 
 
-def race_seconds(readings: list[Reading]) -> dict[int, dict[int, dict[int, float]]]:
-    """race -> racer -> second -> output (the larger one if a second came twice with different outputs)."""
-    races: dict[int, dict[int, dict[int, float]]] = {}
-    for reading in readings:
-        seconds = races.setdefault(reading.race_id, {}).setdefault(reading.racer_id, {})
-        previous = seconds.get(reading.second)
-        if previous is None or reading.output > previous:
-            seconds[reading.second] = reading.output
-    return races
-
-
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
-@logger.inject_lambda_context(correlation_id_path="Records[0].s3.object.key", clear_state=True)
-@event_source(data_class=S3Event)
-def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
+def handle(event: S3Event, *, s3: Any, table: ResultsTable, history_bucket: str) -> dict[str, Any]:
+    """Read the delivered objects, write per-second outputs and merge personal bests; returns the summary."""
     started = time.perf_counter()
-    s3 = get_s3_client()
     readings: list[Reading] = []
     letters: list[DeadLetter] = []
     objects = skipped = 0
@@ -100,14 +87,13 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
             else:
                 readings.append(decoded)
 
-    table = get_results_table()
-    by_race = race_seconds(readings)
+    by_race = best_outputs(readings, by_race=True)  # race -> racer -> second -> output
     for race_id, outputs_by_racer in by_race.items():
         table.put_race_seconds(race_id, outputs_by_racer)
 
-    bucket = history_bucket()
     merges = [
-        merge_class_history(s3, bucket, class_id, racers) for class_id, racers in sorted(best_outputs(readings).items())
+        merge_class_history(s3, history_bucket, class_id, racers)
+        for class_id, racers in sorted(best_outputs(readings).items())
     ]
     sent = send_dead_letters(letters)
 
@@ -130,3 +116,11 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
     }
     logger.info("history merged", extra=summary)
     return summary
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(correlation_id_path="Records[0].s3.object.key", clear_state=True)
+@event_source(data_class=S3Event)
+def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
+    return handle(event, s3=aws_client("s3"), table=get_results_table(), history_bucket=get_config().history_bucket)

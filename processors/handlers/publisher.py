@@ -17,9 +17,7 @@ again, and holding up the table's stream would also hold up nothing useful.
 
 from __future__ import annotations
 
-import os
 import time
-from functools import lru_cache
 from typing import Any
 
 import redis
@@ -28,24 +26,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from redis.exceptions import RedisError
 
 from processors import channel_wire
-from processors.config import redis_url
+from processors.clients import cached
+from processors.config import get_config, redis_url
 from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, tracer
-from processors.publishing import DEFAULT_TOP_ROWS, board, class_group, race_group, standings_message
+from processors.publishing import board, class_group, race_group, standings_message
 from processors.table import LiveStandings, is_live_image, live_standings_from_item
 
 SOCKET_TIMEOUT_SECONDS = 2.0
 
 
-@lru_cache(maxsize=1)
-def top_rows() -> int:
-    return int(os.environ.get("ALLEYCAT_TOP_ROWS") or DEFAULT_TOP_ROWS)
-
-
-@lru_cache(maxsize=1)
+@cached
 def get_redis() -> redis.Redis | None:
     """A redis-py client (connections are made on first use and kept warm across invocations), None without
     REDIS_URL."""
-    url = redis_url()  # REDIS_URL locally; on AWS the SSM SecureString named by ALLEYCAT_REDIS_URL_PARAMETER
+    # REDIS_URL locally; on AWS the SSM SecureString named by ALLEYCAT_REDIS_URL_PARAMETER
+    url = redis_url(get_config())
     if not url:
         return None
     return redis.Redis.from_url(
@@ -70,12 +65,11 @@ def changed_standings(records: list[dict[str, Any]]) -> list[LiveStandings]:
     return [newest[race_id] for race_id in sorted(newest)]
 
 
-def publish(standings: list[LiveStandings], top: int) -> tuple[int, int, str | None]:
+def publish(client: redis.Redis | None, standings: list[LiveStandings], top: int) -> tuple[int, int, str | None]:
     """Board and group messages of each race, in one pipeline; returns (sent, to send, error). Never raises
     for an unreachable Redis."""
     if not standings:
         return 0, 0, None
-    client = get_redis()
     if client is None:
         return 0, 2 * len(standings), "REDIS_URL is not set"
     pipe = client.pipeline(transaction=False)
@@ -95,15 +89,12 @@ def publish(standings: list[LiveStandings], top: int) -> tuple[int, int, str | N
     return 2 * len(standings), 2 * len(standings), None
 
 
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
-@logger.inject_lambda_context(correlation_id_path=RECORDS_CORRELATION_PATH, clear_state=True)
-@event_source(data_class=DynamoDBStreamEvent)
-def lambda_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
+def handle(event: DynamoDBStreamEvent, client: redis.Redis | None, *, top_rows: int) -> dict[str, Any]:
+    """Publish the changed standings of the batch; never fails it (``batchItemFailures`` stays empty)."""
     started = time.perf_counter()
     records = event.get("Records") or []
     standings = changed_standings(records)
-    sent, total, error = publish(standings, top_rows())
+    sent, total, error = publish(client, standings, top_rows)
     count("RecordsIn", len(records))
     count("StandingsSent", sent)
     summary = {
@@ -119,3 +110,11 @@ def lambda_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[s
         count("StandingsNotSent", total - sent)
         logger.warning("standings not sent: Redis unavailable", extra={**summary, "error": error})
     return {"batchItemFailures": []}
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(correlation_id_path=RECORDS_CORRELATION_PATH, clear_state=True)
+@event_source(data_class=DynamoDBStreamEvent)
+def lambda_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
+    return handle(event, get_redis(), top_rows=get_config().top_rows)

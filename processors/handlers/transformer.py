@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent, e
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from processors.deadletter import DeadLetter, send_dead_letters
-from processors.domain import BadRecord, Reading, Reason, decode_reading
+from processors.domain.message import BadRecord, Reading, Reason, decode_reading
 from processors.observability import count, logger, metrics, tracer
 
 HANDLER = "transformer"
@@ -68,11 +68,8 @@ def _line(reading: Reading) -> bytes:
     return orjson.dumps(reading.to_message()) + b"\n"
 
 
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
-@logger.inject_lambda_context(correlation_id_path="invocationId", clear_state=True)
-@event_source(data_class=KinesisFirehoseEvent)
-def lambda_handler(event: KinesisFirehoseEvent, context: LambdaContext) -> dict[str, Any]:
+def handle(event: KinesisFirehoseEvent) -> dict[str, Any]:
+    """One output record per input record (``{"records": [...]}``); bad records also go to the dead-letter queue."""
     seen: set[bytes] = set()
     records: list[dict[str, str]] = []
     letters: list[DeadLetter] = []
@@ -115,3 +112,11 @@ def lambda_handler(event: KinesisFirehoseEvent, context: LambdaContext) -> dict[
         },
     )
     return {"records": records}
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(correlation_id_path="invocationId", clear_state=True)
+@event_source(data_class=KinesisFirehoseEvent)
+def lambda_handler(event: KinesisFirehoseEvent, context: LambdaContext) -> dict[str, Any]:
+    return handle(event)

@@ -3,7 +3,7 @@
 Django (``leaderboards/``) and the handlers import from here only; no other code builds a key.
 """
 
-from processors.domain import RaceIdentity
+from processors.domain.schedule import RaceIdentity
 from processors.table.items import (
     final_results_from_stream,
     is_live_image,

@@ -27,9 +27,7 @@ header ``<qqqqHHBHH``: racer id, score in ten-thousandths, last output in ten-th
 at (ms), last second, name second, flags (bit 0: finished), name length, seconds length; then the
 UTF-8 name and the seconds). One attribute instead of a map of 1,000 seven-element lists: the
 aggregator's GetItem + PutItem, the table stream's images and every reader of them parse one value
-instead of ~7,000 (moto, botocore and DynamoDB alike). Items written before it (a ``racers`` map:
-``{"<racerId>": [name, score, lastSecond, lastOutput, finishedAtMs | NULL, seconds, nameSecond]}``)
-are still read.
+instead of ~7,000 (moto, botocore and DynamoDB alike).
 
 ``seconds`` is the set of counted seconds as bytes: tag 0 + little-endian bitmap, tag 1 +
 big-endian uint16 (first, last) pairs of runs, or tag 2 + zlib of the bitmap, whichever is
@@ -46,9 +44,12 @@ import base64
 import struct
 import zlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
-from processors.domain import MAX_ID, RaceIdentity, RacerTotal, finished_changes, output_units
+from processors.domain.message import MAX_ID, MAX_ID_DIGITS
+from processors.domain.schedule import RaceIdentity
+from processors.domain.scoring import UNITS_PER_POINT, output_units, units_to_score
+from processors.domain.standings import RacerTotal, finished_changes, rank_key
 from processors.table.models import FinalResult, LiveRow, LiveStandings, PersonalBest
 from processors.table.schema import GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK
 
@@ -62,7 +63,7 @@ BOARD = "board"  # the live item's binary attribute with every racer
 _BOARD_FORMAT = 1
 _BOARD_RACER = struct.Struct("<qqqqHHBHH")
 _FINISHED = 1
-_ID_WIDTH = 16  # digits of MAX_ID (2**53 - 1)
+_ID_WIDTH = MAX_ID_DIGITS
 _SCORE_WIDTH = 20
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's documented limit (attribute names + values)
 # What the aggregator writes at most. ``item_size`` is an estimate, and the embedded endpoint (moto
@@ -112,7 +113,8 @@ def racer_gsi2pk(racer_id: int) -> str:
 
 
 def score_sort_key(score_units: int, racer_id: int) -> str:
-    """Sorts by score, then by *descending* racer id; read backwards: score desc, racer id asc."""
+    """Sorts by score, then by *descending* racer id; read backwards: the ranking rule
+    (``processors.domain.standings.rank_key``: score desc, racer id asc)."""
     return f"{score_units:0{_SCORE_WIDTH}d}#{MAX_ID - racer_id:0{_ID_WIDTH}d}"
 
 
@@ -155,13 +157,13 @@ def units_to_number(units: int) -> str:
     """Integer ten-thousandths as an exact decimal string, e.g. 1234567 -> '123.4567'."""
     sign = "-" if units < 0 else ""
     units = abs(units)
-    return f"{sign}{units // 10_000}.{units % 10_000:04d}"
+    return f"{sign}{units // UNITS_PER_POINT}.{units % UNITS_PER_POINT:04d}"
 
 
 def number_to_units(number: str) -> int:
     whole, _, fraction = number.partition(".")
     negative = whole.startswith("-")
-    units = abs(int(whole or "0")) * 10_000 + int((fraction + "0000")[:4])
+    units = abs(int(whole or "0")) * UNITS_PER_POINT + int((fraction + "0000")[:4])
     return -units if negative else units
 
 
@@ -286,40 +288,26 @@ def _binary(value: Any) -> bytes:
     return bytes(value)
 
 
-def is_live_image(image: Mapping[str, Any] | None) -> bool:
-    return bool(image) and image.get(SK, {}).get("S") == LIVE_SK
+def is_live_image(image: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
+    return image is not None and image.get(SK, {}).get("S") == LIVE_SK
 
 
 def live_totals(item: Mapping[str, Any]) -> dict[int, RacerTotal]:
     """The racers of a live item (GetItem result or stream image) as domain totals."""
-    if BOARD in item:
-        return {
-            racer_id: RacerTotal(
-                name=name,
-                name_second=name_second,
-                score_units=score,
-                seconds=decode_seconds(seconds),
-                last_second=last_second,
-                last_output=output / 10_000,
-                finished_at_ms=finished,
-            )
-            for racer_id, score, output, finished, last_second, name_second, name, seconds in _board_rows(
-                _binary(item[BOARD]["B"])
-            )
-        }
-    totals = {}
-    for racer_key, value in item.get("racers", {}).get("M", {}).items():
-        name, score, last_second, last_output, finished, seconds, name_second = value["L"]
-        totals[int(racer_key)] = RacerTotal(
-            name=name["S"],
-            name_second=int(name_second["N"]),
-            score_units=number_to_units(score["N"]),
-            seconds=decode_seconds(_binary(seconds["B"])),
-            last_second=int(last_second["N"]),
-            last_output=float(last_output["N"]),
-            finished_at_ms=int(finished["N"]) if "N" in finished else None,
+    return {
+        racer_id: RacerTotal(
+            name=name,
+            name_second=name_second,
+            score_units=score,
+            seconds=decode_seconds(seconds),
+            last_second=last_second,
+            last_output=units_to_score(output),
+            finished_at_ms=finished,
         )
-    return totals
+        for racer_id, score, output, finished, last_second, name_second, name, seconds in _board_rows(
+            _binary(item[BOARD]["B"])
+        )
+    }
 
 
 def live_header(item: Mapping[str, Any]) -> tuple[int, int, int, int]:
@@ -335,43 +323,20 @@ def live_header(item: Mapping[str, Any]) -> tuple[int, int, int, int]:
 def live_standings_from_item(item: Mapping[str, Any]) -> LiveStandings:
     """Ranked standings from a live item (GetItem result or a stream NewImage in DynamoDB JSON)."""
     race_id, class_id, version, updated_at_ms = live_header(item)
-    if BOARD in item:
-        board = _board_rows(_binary(item[BOARD]["B"]))
-        board.sort(key=lambda row: (-row[1], row[0]))
-        rows = [
-            LiveRow(
-                racer_id=racer_id,
-                name=name,
-                score=score / 10_000,
-                second=last_second,
-                output=output / 10_000,
-                finished=finished is not None,
-            )
-            for racer_id, score, output, finished, last_second, _name_second, name, _seconds in board
-        ]
-    else:
-        rows = _legacy_live_rows(item)
-    return LiveStandings(race_id=race_id, class_id=class_id, rows=rows, version=version, updated_at_ms=updated_at_ms)
-
-
-def _legacy_live_rows(item: Mapping[str, Any]) -> list[LiveRow]:
-    """Rows of a live item written before the binary board (a ``racers`` map)."""
-    ranked = []
-    for racer_key, value in item.get("racers", {}).get("M", {}).items():
-        elements = value["L"]
-        ranked.append((number_to_units(elements[1]["N"]), int(racer_key), elements))
-    ranked.sort(key=lambda row: (-row[0], row[1]))
-    return [
+    board = _board_rows(_binary(item[BOARD]["B"]))
+    board.sort(key=lambda row: rank_key(row[1], row[0]))
+    rows = [
         LiveRow(
             racer_id=racer_id,
-            name=elements[0]["S"],
-            score=units / 10_000,
-            second=int(elements[2]["N"]),
-            output=float(elements[3]["N"]),
-            finished="N" in elements[4],
+            name=name,
+            score=units_to_score(score),
+            second=last_second,
+            output=units_to_score(output),
+            finished=finished is not None,
         )
-        for units, racer_id, elements in ranked
+        for racer_id, score, output, finished, last_second, _name_second, name, _seconds in board
     ]
+    return LiveStandings(race_id=race_id, class_id=class_id, rows=rows, version=version, updated_at_ms=updated_at_ms)
 
 
 def item_size(item: Mapping[str, Any]) -> int:
@@ -486,7 +451,7 @@ def final_result_from_item(item: Mapping[str, Any]) -> FinalResult:
         class_id=int(item["classId"]["N"]),
         racer_id=int(item["racerId"]["N"]),
         name=item["name"]["S"],
-        score=number_to_units(item["score"]["N"]) / 10_000,
+        score=units_to_score(number_to_units(item["score"]["N"])),
         second=int(item["second"]["N"]),
         finished_at_ms=int(item["finishedAt"]["N"]),
     )
@@ -512,7 +477,7 @@ def personal_best_from_item(item: Mapping[str, Any]) -> PersonalBest:
         class_id=int(item["classId"]["N"]),
         racer_id=int(item["racerId"]["N"]),
         name=item["name"]["S"],
-        score=number_to_units(item["score"]["N"]) / 10_000,
+        score=units_to_score(number_to_units(item["score"]["N"])),
         race_id=int(item["raceId"]["N"]),
     )
 

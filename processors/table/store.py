@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, TypeVar
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from processors.clients import PARALLEL_REQUESTS, aws_client, cached
 from processors.config import get_config
-from processors.domain import RaceIdentity, RacerTotal, apply_pending, is_better_best, output_units
+from processors.domain.schedule import RaceIdentity
+from processors.domain.scoring import is_better_best, output_units
+from processors.domain.standings import RacerTotal, apply_pending
+from processors.domain.window import PendingRacer
+from processors.retry import GaveUp, TryAgain, attempts
 from processors.table import items
 from processors.table.models import (
     FinalResult,
@@ -35,7 +36,7 @@ BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
 MAX_BATCH_ATTEMPTS = 8
 MAX_CONFLICT_ATTEMPTS = 10
-PARALLEL_PUTS = 16
+PARALLEL_PUTS = PARALLEL_REQUESTS  # the client's connection pool is as large
 SECONDS_PER_UPDATE = 100  # keeps one UpdateExpression well under DynamoDB's 4 KB expression limit
 
 # What ``items.final_result_from_item`` / ``personal_best_from_item`` read: Queries project to these, so answers
@@ -68,9 +69,14 @@ def _store_errors() -> Iterator[None]:
         raise StoreUnavailable(str(exc)) from exc
 
 
-def _backoff(attempt: int) -> None:
-    # Full jitter, capped: 25 ms, 50 ms, ... up to 1 s.
-    time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))
+def _until_done(send: Callable[[], None], gave_up: str) -> None:
+    """``send`` until it stops raising ``TryAgain`` (unprocessed items), with the one retry policy."""
+    try:
+        for attempt in attempts(MAX_BATCH_ATTEMPTS):
+            with attempt:
+                send()
+    except GaveUp as exc:
+        raise StoreUnavailable(f"{gave_up} after {MAX_BATCH_ATTEMPTS} attempts") from exc
 
 
 _ITEM_SIZE_REFUSAL = "Item size has exceeded"
@@ -91,7 +97,7 @@ class MergeOutcome:
     item_bytes: int
     too_large: bool = False
     settled: bool = False
-    rejected: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    rejected: Mapping[str, PendingRacer] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +238,7 @@ class ResultsTable:
         self,
         race_id: int,
         class_id: int,
-        pending_racers: Mapping[str, Mapping[str, Any]],
+        pending_racers: Mapping[str, PendingRacer],
         *,
         now_ms: int | None = None,
         max_racers: int | None = None,
@@ -246,63 +252,80 @@ class ResultsTable:
         left out (``rejected``); an item over ``LIVE_ITEM_LIMIT_BYTES``, or one DynamoDB refuses
         for its size, is not written (``too_large``). The caller dead-letters what was not written.
         """
-        for attempt in range(1, MAX_CONFLICT_ATTEMPTS + 1):
-            current = self._get(items.live_key(race_id), consistent=True)
-            if current:
-                if items.is_live_settled(current):
-                    return MergeOutcome(written=False, attempts=attempt, racers=0, item_bytes=0, settled=True)
-                _race, stored_class, version, _updated = items.live_header(current)
-                totals: dict[int, RacerTotal] = items.live_totals(current)
-            else:
-                stored_class, version, totals = class_id, 0, {}
-            admitted, rejected = _admit(totals, pending_racers, max_racers)
-            if not apply_pending(totals, admitted):
-                return MergeOutcome(
-                    written=False, attempts=attempt, racers=len(totals), item_bytes=0, rejected=rejected
-                )
-            item = items.live_item(
-                race_id,
-                stored_class,
-                totals,
-                version=version + 1,
-                updated_at_ms=now_ms if now_ms is not None else int(time.time() * 1000),
-            )
-            item_bytes = items.item_size(item)
-            too_large = MergeOutcome(
-                written=False,
-                attempts=attempt,
-                racers=len(totals),
-                item_bytes=item_bytes,
-                too_large=True,
-                rejected=rejected,
-            )
-            if item_bytes > items.LIVE_ITEM_LIMIT_BYTES:
-                # DynamoDB would reject it on every retry and block the shard for every other race
-                # on it; the caller dead-letters the seconds and the standings stay at the last good item.
-                return too_large
-            condition: dict[str, Any]
-            if current:
-                condition = {
-                    "ConditionExpression": "version = :v AND attribute_not_exists(settledAt)",
-                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
-                }
-            else:
-                condition = {"ConditionExpression": "attribute_not_exists(pk)"}
-            try:
-                with _store_errors():
-                    self._client.put_item(TableName=self._table, Item=item, **condition)
-            except ClientError as exc:
-                error = exc.response.get("Error", {})
-                if error.get("Code") == "ValidationException" and _ITEM_SIZE_REFUSAL in str(error.get("Message")):
-                    return too_large  # our estimate let it through; the endpoint's own count did not
-                if error.get("Code") != "ConditionalCheckFailedException":
-                    raise
-                _backoff(attempt - 1)
-                continue
-            return MergeOutcome(
-                written=True, attempts=attempt, racers=len(totals), item_bytes=item_bytes, rejected=rejected
-            )
-        raise StoreUnavailable(f"live item of race {race_id}: still conflicting after {MAX_CONFLICT_ATTEMPTS} attempts")
+        try:
+            for attempt in attempts(MAX_CONFLICT_ATTEMPTS):
+                with attempt:
+                    return self._merge_live_once(
+                        race_id, class_id, pending_racers, attempt.retry_state.attempt_number, now_ms, max_racers
+                    )
+        except GaveUp as exc:
+            raise StoreUnavailable(
+                f"live item of race {race_id}: still conflicting after {MAX_CONFLICT_ATTEMPTS} attempts"
+            ) from exc
+        raise AssertionError("unreachable: attempts() returns or raises")
+
+    def _merge_live_once(
+        self,
+        race_id: int,
+        class_id: int,
+        pending_racers: Mapping[str, PendingRacer],
+        attempt: int,
+        now_ms: int | None,
+        max_racers: int | None,
+    ) -> MergeOutcome:
+        """One read-merge-put of ``merge_live``; raises ``TryAgain`` when another writer came first."""
+        current = self._get(items.live_key(race_id), consistent=True)
+        if current:
+            if items.is_live_settled(current):
+                return MergeOutcome(written=False, attempts=attempt, racers=0, item_bytes=0, settled=True)
+            _race, stored_class, version, _updated = items.live_header(current)
+            totals: dict[int, RacerTotal] = items.live_totals(current)
+        else:
+            stored_class, version, totals = class_id, 0, {}
+        admitted, rejected = _admit(totals, pending_racers, max_racers)
+        if not apply_pending(totals, admitted):
+            return MergeOutcome(written=False, attempts=attempt, racers=len(totals), item_bytes=0, rejected=rejected)
+        item = items.live_item(
+            race_id,
+            stored_class,
+            totals,
+            version=version + 1,
+            updated_at_ms=now_ms if now_ms is not None else int(time.time() * 1000),
+        )
+        item_bytes = items.item_size(item)
+        too_large = MergeOutcome(
+            written=False,
+            attempts=attempt,
+            racers=len(totals),
+            item_bytes=item_bytes,
+            too_large=True,
+            rejected=rejected,
+        )
+        if item_bytes > items.LIVE_ITEM_LIMIT_BYTES:
+            # DynamoDB would reject it on every retry and block the shard for every other race
+            # on it; the caller dead-letters the seconds and the standings stay at the last good item.
+            return too_large
+        condition: dict[str, Any]
+        if current:
+            condition = {
+                "ConditionExpression": "version = :v AND attribute_not_exists(settledAt)",
+                "ExpressionAttributeValues": {":v": {"N": str(version)}},
+            }
+        else:
+            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
+        try:
+            with _store_errors():
+                self._client.put_item(TableName=self._table, Item=item, **condition)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") == "ValidationException" and _ITEM_SIZE_REFUSAL in str(error.get("Message")):
+                return too_large  # our estimate let it through; the endpoint's own count did not
+            if error.get("Code") != "ConditionalCheckFailedException":
+                raise
+            raise TryAgain(race_id) from exc
+        return MergeOutcome(
+            written=True, attempts=attempt, racers=len(totals), item_bytes=item_bytes, rejected=rejected
+        )
 
     # --- race identity (A0) and settlement -----------------------------------------------
 
@@ -595,7 +618,7 @@ class ResultsTable:
             assignments = ["#race = :race", "#racer = :racer"]
             for index, (second, output) in enumerate(chunk):
                 names[f"#s{index}"] = items.second_attribute(second)
-                values[f":s{index}"] = {"N": items.units_to_number(round(output * 10_000))}
+                values[f":s{index}"] = {"N": items.units_to_number(output_units(output))}
                 assignments.append(f"#s{index} = :s{index}")
             with _store_errors():
                 self._client.update_item(
@@ -621,31 +644,33 @@ class ResultsTable:
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), BATCH_WRITE_MAX):
-            pending = {self._table: requests[start : start + BATCH_WRITE_MAX]}
-            for attempt in range(MAX_BATCH_ATTEMPTS):
+            pending: dict[str, Any] = {self._table: requests[start : start + BATCH_WRITE_MAX]}
+
+            def send() -> None:
+                nonlocal pending
                 with _store_errors():
                     response = self._client.batch_write_item(RequestItems=pending)
                 pending = response.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                _backoff(attempt)
-            else:
-                raise StoreUnavailable(f"BatchWriteItem left items unprocessed after {MAX_BATCH_ATTEMPTS} attempts")
+                if pending:
+                    raise TryAgain("unprocessed items")
+
+            _until_done(send, "BatchWriteItem left items unprocessed")
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for start in range(0, len(keys), BATCH_GET_MAX):
             pending: dict[str, Any] = {self._table: {"Keys": keys[start : start + BATCH_GET_MAX]}}
-            for attempt in range(MAX_BATCH_ATTEMPTS):
+
+            def send() -> None:
+                nonlocal pending
                 with _store_errors():
                     response = self._client.batch_get_item(RequestItems=pending)
                 found.extend(response.get("Responses", {}).get(self._table, []))
                 pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                _backoff(attempt)
-            else:
-                raise StoreUnavailable(f"BatchGetItem left keys unprocessed after {MAX_BATCH_ATTEMPTS} attempts")
+                if pending:
+                    raise TryAgain("unprocessed keys")
+
+            _until_done(send, "BatchGetItem left keys unprocessed")
         return found
 
 
@@ -653,8 +678,8 @@ _INDEX_KEYS = {GSI1: frozenset({PK, SK, GSI1_PK, GSI1_SK}), GSI2: frozenset({PK,
 
 
 def _admit(
-    totals: Mapping[int, RacerTotal], pending: Mapping[str, Mapping[str, Any]], max_racers: int | None
-) -> tuple[Mapping[str, Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
+    totals: Mapping[int, RacerTotal], pending: Mapping[str, PendingRacer], max_racers: int | None
+) -> tuple[Mapping[str, PendingRacer], dict[str, PendingRacer]]:
     """(admitted, rejected): racers already in the race always; new ones while there is room, lowest id first."""
     if max_racers is None:
         return pending, {}
@@ -681,27 +706,10 @@ def _is_key_of(start_key: Mapping[str, Any], index: str, key_attribute: str, key
     )
 
 
-BOTO_CONFIG = BotoConfig(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=2,
-    read_timeout=5,
-    max_pool_connections=PARALLEL_PUTS,
-    # Every request is built here from typed values; botocore's client-side check of a
-    # 1,000-racer live item costs ~17 ms of CPU per write and would catch nothing.
-    parameter_validation=False,
-)
-
-
-@lru_cache(maxsize=1)
-def get_dynamodb_client() -> Any:
-    """DynamoDB client; honours AWS_ENDPOINT_URL (moto, LocalStack) and the standard AWS variables."""
-    return boto3.client("dynamodb", config=BOTO_CONFIG)
-
-
-@lru_cache(maxsize=1)
+@cached
 def get_results_table() -> ResultsTable:
-    config = get_config()
-    return ResultsTable(get_dynamodb_client(), config.table_name)
+    """The handlers' table (client and name made once per process; ``processors.clients.clear()`` forgets it)."""
+    return ResultsTable(aws_client("dynamodb"), get_config().table_name)
 
 
 __all__ = (
@@ -709,6 +717,5 @@ __all__ = (
     "ResultsTable",
     "SettleOutcome",
     "Watermark",
-    "get_dynamodb_client",
     "get_results_table",
 )

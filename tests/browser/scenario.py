@@ -53,7 +53,8 @@ def pages() -> dict:
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
-    from processors import history_store
+    from processors import clients, history_store
+    from processors.config import get_config
     from processors.table import FinalResult, PersonalBest, get_results_table
     from races.integrations import race_identities_publish
     from races.models import Race, RaceClass, Racer
@@ -116,9 +117,7 @@ def pages() -> dict:
         pending[str(k)] = {"n": names[k], "ns": 1, "o": outputs, "f": None}
     table.merge_live(running.pk, race_class.pk, pending)
     bests = {k: {second: 100.0 + k for second in range(1, 301)} for k in range(1, 61)}
-    history_store.merge_class_history(
-        history_store.get_s3_client(), history_store.history_bucket(), race_class.pk, bests
-    )
+    history_store.merge_class_history(clients.aws_client("s3"), get_config().history_bucket, race_class.pk, bests)
     return {
         "classId": race_class.pk,
         "ended": [race.pk for race in ended],

@@ -41,6 +41,7 @@ COMMON_TOP_LEVEL = {
     "typing_extensions.py",
     "msgspec",
     "orjson",
+    "tenacity",
     "bin",  # jmespath's jp.py script
 }
 PUBLISHER_EXTRA = {"redis", "msgpack"}

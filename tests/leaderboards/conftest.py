@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from leaderboards import integrations
-from processors import config, history_store
+from processors import clients, history_store
 from processors.table import FinalResult, PersonalBest, ResultsTable, create_table, store
 from races.models import Race, RaceClass, Racer
 from tests.conftest import free_port
@@ -25,12 +25,9 @@ HISTORY_BUCKET = "alleycat-history-test"
 
 def _clear_caches() -> None:
     cache.clear()  # settled results pages are cached by race id, and ids repeat between tests
-    config.get_config.cache_clear()
-    store.get_dynamodb_client.cache_clear()
-    store.get_results_table.cache_clear()
+    clients.clear()
     integrations.clients_clear()
-    history_store.get_s3_client.cache_clear()
-    history_store.history_bucket.cache_clear()
+    clients.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -44,13 +41,15 @@ def _fresh_clients() -> Iterator[None]:
 @pytest.fixture
 def table(aws: str, monkeypatch: pytest.MonkeyPatch) -> ResultsTable:
     monkeypatch.setenv("ALLEYCAT_TABLE", TABLE_NAME)
-    create_table(store.get_dynamodb_client(), TABLE_NAME)
+    clients.clear()  # configuration is read once per process
+    create_table(clients.aws_client("dynamodb"), TABLE_NAME)
     return store.get_results_table()
 
 
 @pytest.fixture
 def history_bucket(aws: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("ALLEYCAT_HISTORY_BUCKET", HISTORY_BUCKET)
+    clients.clear()
     boto3.client("s3").create_bucket(Bucket=HISTORY_BUCKET)
     return HISTORY_BUCKET
 
@@ -148,7 +147,7 @@ def seed_finals(table: ResultsTable, race: Race, scores: dict[int, float], *, na
 
 def seed_history(bucket: str, class_id: int, bests: dict[int, dict[int, float]]) -> dict[str, Any]:
     """Merge per-second bests into the class history object as the history handler does."""
-    s3 = history_store.get_s3_client()
+    s3 = clients.aws_client("s3")
     history_store.merge_class_history(s3, bucket, class_id, bests, now_ms=1_764_172_800_000)
     document, _etag = history_store.read_class_history(s3, bucket, class_id)
     assert document is not None

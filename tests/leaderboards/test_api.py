@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from leaderboards import integrations
-from processors.table import store
+from processors import clients
 from races.models import Race, RaceClass, Racer
 from tests.leaderboards.conftest import seed_finals, seed_history, seed_live, settle
 
@@ -19,8 +19,7 @@ pytestmark = pytest.mark.django_db
 
 def _clear_clients():
     integrations.clients_clear()
-    store.get_dynamodb_client.cache_clear()
-    store.get_results_table.cache_clear()
+    clients.clear()
 
 
 def _get(client, url, **headers):

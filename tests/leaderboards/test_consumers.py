@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from alleycat_site.asgi import application
 from leaderboards import boards
-from processors import channel_wire
+from processors import channel_wire, clients
 from processors.publishing import board
 from processors.publishing import standings_message as publisher_message
 from processors.table import LiveRow, LiveStandings
@@ -137,6 +137,7 @@ class TestRaceStandingsConsumer:
 
     async def test_rows_are_capped_even_if_the_publisher_sends_more(self, table, running_race, monkeypatch):
         monkeypatch.setenv("ALLEYCAT_TOP_ROWS", "10")
+        clients.clear()  # configuration is read once per process
         communicator = await _connect(f"/ws/races/{running_race.pk}/")
         await communicator.receive_json_from()
         await _push(f"race.{running_race.pk}", publisher_message(_standings(running_race, 50), top_rows=50))

@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from alleycat_site.asgi import application
+from processors import clients
 from processors.handlers import publisher
 from processors.table import items, store
 from tests.leaderboards.conftest import seed_live
@@ -37,9 +38,9 @@ def redis_layer(redis_url: str, settings, monkeypatch: pytest.MonkeyPatch):
     }
     settings.REDIS_URL = redis_url
     monkeypatch.setenv("REDIS_URL", redis_url)
-    publisher.get_redis.cache_clear()
+    clients.clear()
     yield redis_url
-    publisher.get_redis.cache_clear()
+    clients.clear()
 
 
 def _stream_image(item: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def _stream_image(item: dict[str, Any]) -> dict[str, Any]:
 
 def _live_item(race_id: int) -> dict[str, Any]:
     table_name = store.get_results_table().table_name
-    return store.get_dynamodb_client().get_item(TableName=table_name, Key=items.live_key(race_id))["Item"]
+    return clients.aws_client("dynamodb").get_item(TableName=table_name, Key=items.live_key(race_id))["Item"]
 
 
 async def _connect(path: str) -> WebsocketCommunicator:

@@ -11,28 +11,27 @@ from django.urls import reverse
 from django.utils import timezone
 
 from leaderboards import integrations
+from processors import clients
 from processors.config import get_config
-from processors.domain import fold_readings, make_reading, new_state
+from processors.domain.window import new_state
 from processors.table import FinalResult, PersonalBest, create_table, get_results_table
-from processors.table.store import get_dynamodb_client
 from races.models import Race, RaceClass, Racer
 from tests.conftest import free_port
+from tests.processors.factories import fold_readings, make_reading
 
 pytestmark = pytest.mark.django_db
 
 
 def _clear_table_caches() -> None:
     integrations.clients_clear()
-    get_config.cache_clear()
-    get_dynamodb_client.cache_clear()
-    get_results_table.cache_clear()
+    clients.clear()
 
 
 @pytest.fixture
 def table(aws):
     """The results table, freshly created on the moto server of this test."""
     _clear_table_caches()
-    create_table(get_dynamodb_client(), get_config().table_name)
+    create_table(clients.aws_client("dynamodb"), get_config().table_name)
     yield get_results_table()
     _clear_table_caches()
 

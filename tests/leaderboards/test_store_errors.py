@@ -16,8 +16,7 @@ import orjson
 import pytest
 
 from leaderboards import integrations
-from processors import config
-from processors.table import store
+from processors import clients
 from races.models import Racer
 
 pytestmark = pytest.mark.django_db
@@ -48,9 +47,7 @@ S3_ERRORS = [(400, "ExpiredToken"), (403, "AccessDenied"), (403, "InvalidAccessK
 
 def _clear() -> None:
     integrations.clients_clear()
-    config.get_config.cache_clear()
-    store.get_dynamodb_client.cache_clear()
-    store.get_results_table.cache_clear()
+    clients.clear()
 
 
 @pytest.fixture

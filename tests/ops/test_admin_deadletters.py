@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from ops import admin_deadletters
-from processors import config, deadletter
+from processors import clients, deadletter
 from processors import deadletter_review as review
 from processors.deadletter import DeadLetter, send_dead_letters
 from tests.conftest import free_port
@@ -22,9 +22,7 @@ STREAM = "alleycat-bikes-deadletter-test"
 
 
 def _clear() -> None:
-    config.get_config.cache_clear()
-    deadletter.get_sqs_client.cache_clear()
-    deadletter.dead_letter_queue_url.cache_clear()
+    clients.clear()
     admin_deadletters._kinesis.cache_clear()
 
 
@@ -92,7 +90,7 @@ def letters(queue):
 
 
 def _sqs():
-    return deadletter.get_sqs_client()
+    return clients.aws_client("sqs")
 
 
 def _page(response) -> str:

@@ -13,11 +13,10 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from alleycat_site.asgi import application
-from processors import config
+from processors import clients
 from processors.local.bootstrap import bootstrap
 from processors.local.simulator import RaceSpec, Simulator, profiles
 from processors.local.template import load_local_settings
-from processors.table import store
 from tests.factories import RaceFactory
 from tests.pipeline.test_pipeline import expected_figures, publish
 
@@ -32,11 +31,9 @@ def site_on_the_pipeline(pipeline_env, redis_url, settings) -> Iterator[None]:
         "default": {"BACKEND": "alleycat_site.channel_layer.GroupsOnlyPubSubChannelLayer", "CONFIG": {"hosts": [host]}}
     }
     settings.REDIS_URL = redis_url
-    for cached in (config.get_config, store.get_dynamodb_client, store.get_results_table):
-        cached.cache_clear()
+    clients.clear()
     yield
-    for cached in (config.get_config, store.get_dynamodb_client, store.get_results_table):
-        cached.cache_clear()
+    clients.clear()
 
 
 async def test_a_websocket_subscriber_sees_the_race_standings_up_to_the_last_second(

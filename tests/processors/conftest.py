@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
-from processors import config, deadletter
+from processors import clients
 from processors.table import ResultsTable, create_table, store
 from tests.processors.factories import LambdaContext, race_identity
 
@@ -16,11 +16,7 @@ TABLE_NAME = "alleycat-test"
 
 
 def _clear_caches() -> None:
-    config.get_config.cache_clear()
-    store.get_dynamodb_client.cache_clear()
-    store.get_results_table.cache_clear()
-    deadletter.get_sqs_client.cache_clear()
-    deadletter.dead_letter_queue_url.cache_clear()
+    clients.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +30,7 @@ def _fresh_processor_caches() -> Iterator[None]:
 @pytest.fixture
 def dynamodb(aws: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("ALLEYCAT_TABLE", TABLE_NAME)
-    client = store.get_dynamodb_client()  # the table module's own client, so tests can hook its calls
+    client = clients.aws_client("dynamodb")  # the table module's own client, so tests can hook its calls
     create_table(client, TABLE_NAME)
     return client
 

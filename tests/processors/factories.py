@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from processors.domain import RaceIdentity
+from processors.domain.message import EVENT_UPDATE, Fields, Reading
+from processors.domain.schedule import RaceIdentity
+from processors.domain.scoring import output_of, output_units, units_to_score
+from processors.domain.window import fold_fields
 from processors.local import events
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
@@ -181,3 +185,98 @@ def stream_record(
         "dynamodb": change,
         "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/alleycat/stream/2025-11-26T16:00:00.000",
     }
+
+
+def ride(
+    racers: range,
+    seconds: range,
+    *,
+    race_id: int = 7,
+    class_id: int = 3,
+    final_at: int | None = None,
+    arrival: float = ARRIVAL_S,
+) -> list[dict[str, Any]]:
+    """Kinesis records of ``racers`` riding ``seconds`` (second by second), cadence 60 + racer id % 50."""
+    return [
+        kinesis_record(
+            message(
+                race_id=race_id,
+                racer_id=racer_id,
+                second=second,
+                class_id=class_id,
+                cadence=60 + racer_id % 50,
+                resistance=40,
+                event="final" if second == final_at else "update",
+            ),
+            arrival=arrival,
+        )
+        for second in seconds
+        for racer_id in racers
+    ]
+
+
+# --- domain helpers for tests (the pipeline decodes to field tuples, never builds Readings itself) ----------
+
+
+def make_reading(
+    *,
+    event: str = EVENT_UPDATE,
+    device_ts: int,
+    second: int,
+    race_id: int,
+    name: str,
+    racer_id: int,
+    class_id: int,
+    cadence: float,
+    resistance: float,
+    uuid: str | None = None,
+) -> Reading:
+    """A Reading from trusted values; computes ``output``."""
+    return Reading(
+        uuid,
+        event,
+        device_ts,
+        second,
+        race_id,
+        name,
+        racer_id,
+        class_id,
+        cadence,
+        resistance,
+        output_of(cadence, resistance),
+    )
+
+
+def reading_fields(reading: Reading) -> Fields:
+    return (
+        reading.uuid,
+        reading.event,
+        reading.device_ts,
+        reading.second,
+        reading.race_id,
+        reading.name,
+        reading.racer_id,
+        reading.class_id,
+        reading.cadence,
+        reading.resistance,
+        reading.output,
+    )
+
+
+def fold_readings(state: dict[str, Any], readings: Iterable[Reading]) -> dict[str, Any]:
+    """Fold readings into a window state (mutated and returned)."""
+    fold_fields(state, map(reading_fields, readings))
+    return state
+
+
+def recompute_scores(readings: Iterable[Reading]) -> dict[tuple[int, int], float]:
+    """The scoring rule from scratch: (race, racer) -> sum of the best output per distinct second."""
+    best: dict[tuple[int, int, int], float] = {}
+    for reading in readings:
+        key = (reading.race_id, reading.racer_id, reading.second)
+        if key not in best or reading.output > best[key]:
+            best[key] = reading.output
+    scores: dict[tuple[int, int], int] = {}
+    for (race_id, racer_id, _second), output in best.items():
+        scores[(race_id, racer_id)] = scores.get((race_id, racer_id), 0) + output_units(output)
+    return {key: units_to_score(units) for key, units in scores.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from processors import deadletter
+from processors import clients
 from processors.deadletter import MAX_DATA_BYTES, DeadLetter, dead_letter_body, send_dead_letters
 from tests.conftest import free_port
 from tests.processors.conftest import receive_all
@@ -52,7 +52,7 @@ class TestBody:
 class TestSend:
     def test_many_large_letters_go_in_batches_under_the_sqs_limit(self, dead_letter_queue: str) -> None:
         sizes: list[int] = []
-        sqs = deadletter.get_sqs_client()
+        sqs = clients.aws_client("sqs")
         sqs.meta.events.register(
             "provide-client-params.sqs.SendMessageBatch",
             lambda params, **_: sizes.append(sum(len(e["MessageBody"].encode()) for e in params["Entries"])),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from processors import config
+from processors import clients
 from processors.table import ResultsTable, create_table, store
 from races.integrations import race_identity_of
 from races.models import Race
@@ -27,9 +27,7 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def _clear() -> None:
-    config.get_config.cache_clear()
-    store.get_dynamodb_client.cache_clear()
-    store.get_results_table.cache_clear()
+    clients.clear()
 
 
 @pytest.fixture
@@ -38,7 +36,7 @@ def table(aws: str, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[
     settings.ALLEYCAT_SETTLE_GRACE_SECONDS = 90
     monkeypatch.setenv("ALLEYCAT_TABLE", TABLE)
     _clear()
-    create_table(store.get_dynamodb_client(), TABLE)
+    create_table(clients.aws_client("dynamodb"), TABLE)
     yield store.get_results_table()
     _clear()
 

@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from processors import history_store
+from processors import clients, history_store
 from races.integrations import race_identity_of
 from races.models import Race, ResultVoid
 from races.services import result_void
@@ -52,7 +52,7 @@ def history(table, history_bucket, make_race):
 
 
 def _history_row(bucket: str, class_id: int, racer_id: int):
-    document, _etag = history_store.read_class_history(history_store.get_s3_client(), bucket, class_id)
+    document, _etag = history_store.read_class_history(clients.aws_client("s3"), bucket, class_id)
     return document["racers"].get(str(racer_id))
 
 

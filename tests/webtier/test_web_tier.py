@@ -19,6 +19,7 @@ import time
 import pytest
 import websockets
 
+from processors import clients as processor_clients
 from processors.handlers import publisher
 from processors.table import LiveRow, LiveStandings
 
@@ -36,9 +37,9 @@ def standings(race_id: int, class_id: int, racers: int, version: int) -> LiveSta
 def publisher_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch):
     """The real publisher's Redis path (channel_wire), pointed at the test Redis."""
     monkeypatch.setenv("REDIS_URL", redis_url)
-    publisher.get_redis.cache_clear()
+    processor_clients.clear()
     yield
-    publisher.get_redis.cache_clear()
+    processor_clients.clear()
 
 
 async def receive_json(ws, timeout: float = 30) -> dict:
@@ -69,7 +70,9 @@ async def test_connect_storm_larger_than_the_redis_pool(web_tier, publisher_redi
     assert all(s["type"] == "snapshot" and s["race_id"] == race_id for s in snapshots)
 
     # One publish of a 300-racer race: every client gets it, with its own row (most beyond the top 100)
-    await asyncio.to_thread(publisher.publish, [standings(race_id, class_id, 300, version=5)], 100)
+    await asyncio.to_thread(
+        publisher.publish, publisher.get_redis(), [standings(race_id, class_id, 300, version=5)], 100
+    )
     updates = await asyncio.gather(*(receive_until(ws, lambda m: m["type"] == "standings") for ws in clients))
     for path, update in zip(paths, updates, strict=True):
         racer = int(path.rsplit("=", 1)[1])
@@ -121,7 +124,9 @@ async def test_a_client_that_does_not_read_is_dropped_and_others_get_every_versi
 
     reader = asyncio.ensure_future(read_all())
     for version in versions:
-        await asyncio.to_thread(publisher.publish, [standings(race_id, class_id, 1000, version)], 1000)
+        await asyncio.to_thread(
+            publisher.publish, publisher.get_redis(), [standings(race_id, class_id, 1000, version)], 1000
+        )
         await asyncio.sleep(0.02)
     await asyncio.wait_for(reader, 120)
     assert received == versions  # every version, in order, while the other client was stuck

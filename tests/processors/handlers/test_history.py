@@ -7,7 +7,6 @@ import copy
 import gzip
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -17,9 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors import deadletter, history_store
-from processors.config import get_config
-from processors.domain import make_reading
+from processors import clients
 from processors.handlers import history
 from processors.history_store import (
     decode_history,
@@ -31,20 +28,8 @@ from processors.history_store import (
 )
 from processors.local.bootstrap import Resources, bootstrap
 from processors.local.template import load_local_settings
-from processors.table import get_results_table, store
-from tests.processors.factories import LambdaContext
-
-EVENTS = Path(__file__).resolve().parents[1] / "events"
-
-
-def _clear_caches() -> None:
-    get_config.cache_clear()
-    store.get_dynamodb_client.cache_clear()
-    store.get_results_table.cache_clear()
-    deadletter.get_sqs_client.cache_clear()
-    deadletter.dead_letter_queue_url.cache_clear()
-    history_store.get_s3_client.cache_clear()
-    history_store.history_bucket.cache_clear()
+from processors.table import get_results_table
+from tests.processors.factories import LambdaContext, load_event, make_reading
 
 
 @pytest.fixture
@@ -53,9 +38,9 @@ def pipeline(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
     resources = bootstrap(None, load_local_settings())
     for name, value in load_local_settings().environment("history", resources).items():
         monkeypatch.setenv(name, value)
-    _clear_caches()
+    clients.clear()
     yield resources
-    _clear_caches()
+    clients.clear()
 
 
 def message(racer_id: int, second: int, cadence: float, resistance: float, **overrides: Any) -> dict[str, Any]:
@@ -81,7 +66,7 @@ def firehose_object(messages: list[dict[str, Any]], *, extra_lines: list[bytes] 
 
 def s3_event(*keys: str) -> dict[str, Any]:
     """The recorded S3 notification, with its records' keys (URL-encoded like S3 does) replaced."""
-    recorded = json.loads((EVENTS / "s3_object_created.json").read_text())
+    recorded = load_event("s3_object_created.json")
     records = []
     for index, key in enumerate(keys):
         record = copy.deepcopy(recorded["Records"][index % len(recorded["Records"])])
@@ -107,7 +92,7 @@ class TestHistoryHandler:
     def test_merges_per_second_bests_of_every_object_in_the_event(self, pipeline: Resources) -> None:
         # GIVEN two Firehose objects (URL-encoded keys, as in the recorded event): racer 17 rides seconds
         # 1-3 in race 42 and again in race 43 (class 3); racer 5 rides in class 4; one message has no uuid
-        recorded = json.loads((EVENTS / "s3_object_created.json").read_text())
+        recorded = load_event("s3_object_created.json")
         first_key, second_key = (record["s3"]["object"]["key"] for record in recorded["Records"])
         put(
             pipeline.delivery_bucket,
@@ -300,7 +285,7 @@ class TestFromTransformerToHistory:
         # the Ok records' data concatenated and GZIP-compressed into one object under the prefix
         from processors.handlers import transformer
 
-        event = json.loads((EVENTS / "firehose_kinesis_source.json").read_text())
+        event = load_event("firehose_kinesis_source.json")
         response = transformer.lambda_handler(event, LambdaContext(function_name="transformer"))
         body = b"".join(base64.b64decode(record["data"]) for record in response["records"] if record["result"] == "Ok")
         key = "raw/2026/11/26/16/alleycat-delivery-1-2026-11-26-16-00-00-0000.gz"

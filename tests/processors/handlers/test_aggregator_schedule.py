@@ -14,20 +14,20 @@ from typing import Any
 import orjson
 import pytest
 
-from processors import config
-from processors.domain import output_of
+from processors import clients
+from processors.domain.scoring import output_of
 from processors.handlers import aggregator
 from processors.table import FinalResult, ResultsTable, items
 from processors.table.items import live_key
 from tests.processors.conftest import TABLE_NAME, receive_all
 from tests.processors.factories import (
-    ARRIVAL_S,
     RACE_START_MS,
     LambdaContext,
     kinesis_event,
     kinesis_record,
     message,
     race_identity,
+    ride,
 )
 
 # Race 7: class 3, 60 s long, starting at the factories' arrival time; settles 120 s after its end.
@@ -37,33 +37,6 @@ SETTLE_AT_S = RACE_START_MS / 1000 + LENGTH_S + 120
 
 def letters_of(queue: str) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in receive_all(queue)]
-
-
-def ride(
-    racers: range,
-    seconds: range,
-    *,
-    race_id: int = 7,
-    class_id: int = 3,
-    final_at: int | None = None,
-    arrival=ARRIVAL_S,
-) -> list[dict[str, Any]]:
-    return [
-        kinesis_record(
-            message(
-                race_id=race_id,
-                racer_id=racer_id,
-                second=second,
-                class_id=class_id,
-                cadence=60 + racer_id,
-                resistance=40,
-                event="final" if second == final_at else "update",
-            ),
-            arrival=arrival,
-        )
-        for second in seconds
-        for racer_id in racers
-    ]
 
 
 def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -129,7 +102,7 @@ class TestReasons:
         self, race: ResultsTable, dead_letter_queue: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("ALLEYCAT_MAX_RACERS_PER_RACE", "3")
-        config.get_config.cache_clear()  # read once per process, as in Lambda
+        clients.clear()  # read once per process, as in Lambda
         aggregate(ride(range(2), range(1, 3)))
         # WHEN racers 0..5 ride: 0 and 1 are in, there is room for one more (the lowest id: 2)
         aggregate(ride(range(6), range(3, 5)))

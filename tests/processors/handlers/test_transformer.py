@@ -6,38 +6,24 @@ import base64
 import copy
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from processors import deadletter
-from processors.config import get_config
-from processors.domain import output_of
+from processors import clients
+from processors.domain.scoring import output_of
 from processors.handlers import transformer
-from tests.processors.factories import LambdaContext
-
-EVENTS = Path(__file__).resolve().parents[1] / "events"
-
-
-def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
-
-
-def _clear_caches() -> None:
-    get_config.cache_clear()
-    deadletter.get_sqs_client.cache_clear()
-    deadletter.dead_letter_queue_url.cache_clear()
+from tests.processors.factories import LambdaContext, load_event
 
 
 @pytest.fixture
 def dead_letter_queue(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = boto3.client("sqs").create_queue(QueueName="alleycat-dead-letter")["QueueUrl"]
     monkeypatch.setenv("ALLEYCAT_DEAD_LETTER_QUEUE_URL", url)
-    _clear_caches()
+    clients.clear()
     yield url
-    _clear_caches()
+    clients.clear()
 
 
 def receive_all(url: str) -> list[dict[str, Any]]:
@@ -202,12 +188,12 @@ class TestTransformer:
         # GIVEN a dead-letter queue URL nobody listens on
         monkeypatch.setenv("ALLEYCAT_DEAD_LETTER_QUEUE_URL", "http://127.0.0.1:9/123456789012/alleycat-dead-letter")
         monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:9")
-        _clear_caches()
+        clients.clear()
         event = load_event("firehose_kinesis_source.json")
         try:
             response = transformer.lambda_handler(event, LambdaContext())
         finally:
-            _clear_caches()
+            clients.clear()
 
         assert [r["result"] for r in response["records"]] == EXPECTED
 

@@ -12,14 +12,14 @@ import orjson
 import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 
-from processors.domain import output_of
+from processors.domain.scoring import output_of
 from processors.handlers import aggregator
 from processors.observability import logger
 from processors.table import ResultsTable, StoreUnavailable
 from processors.table.items import live_key
 from tests.conftest import free_port
 from tests.processors.conftest import TABLE_NAME, publish_races, receive_all
-from tests.processors.factories import LambdaContext, kinesis_event, kinesis_record, load_event, message
+from tests.processors.factories import LambdaContext, kinesis_event, kinesis_record, load_event, message, ride
 
 
 @pytest.fixture(autouse=True)
@@ -31,23 +31,6 @@ def _races(request: pytest.FixtureRequest) -> None:
 
 def live_item(dynamodb: Any, race_id: int = 7) -> dict[str, Any] | None:
     return dynamodb.get_item(TableName=TABLE_NAME, Key=live_key(race_id), ConsistentRead=True).get("Item")
-
-
-def ride(racers: range, seconds: range, *, race_id: int = 7, final_at: int | None = None) -> list[dict[str, Any]]:
-    return [
-        kinesis_record(
-            message(
-                race_id=race_id,
-                racer_id=racer_id,
-                second=second,
-                cadence=60 + racer_id % 50,
-                resistance=40,
-                event="final" if second == final_at else "update",
-            )
-        )
-        for second in seconds
-        for racer_id in racers
-    ]
 
 
 def log_lines(caplog: pytest.LogCaptureFixture, message_text: str) -> list[str]:
