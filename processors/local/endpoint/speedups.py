@@ -14,7 +14,9 @@ import base64
 import copy
 import json
 import logging
+import os
 import re
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -26,18 +28,23 @@ PINNED_MOTO = "5.2.5"
 
 
 def apply() -> bool:
-    """Apply every speedup if the installed moto is the pinned one; whether they were applied."""
+    """Apply the speedups if the installed moto is the pinned one; whether they were applied.
+
+    ``ALLEYCAT_ENDPOINT_SPEEDUPS`` picks them by name (comma-separated, or ``none``; default: all),
+    so that the figure each one quotes can be measured again: bench/bench_pipeline.py with and without it.
+    """
     installed = version("moto")
     if installed != PINNED_MOTO:
         logger.warning("moto %s is not the pinned %s: the endpoint runs without its speedups", installed, PINNED_MOTO)
         return False
-    _linear_kinesis_shards()
-    _patch_attribute_value_serialisation()
-    _patch_dynamodb_items_response()
-    _patch_dispatcher()
-    _patch_dynamodb_simple_update()
-    _patch_kinesis_get_records_response()
-    _patch_dynamodb_streams_get_records_response()
+    chosen = os.environ.get("ALLEYCAT_ENDPOINT_SPEEDUPS", "").strip()
+    names = set(SPEEDUPS) if not chosen else {name.strip() for name in chosen.split(",")} - {"none", ""}
+    unknown = names - set(SPEEDUPS)
+    if unknown:
+        raise ValueError(f"ALLEYCAT_ENDPOINT_SPEEDUPS: unknown {sorted(unknown)}; known {sorted(SPEEDUPS)}")
+    for name, speedup in SPEEDUPS.items():
+        if name in names:
+            speedup()
     return True
 
 
@@ -388,3 +395,14 @@ def _patch_dispatcher() -> None:
 
     replace(DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
     replace(DomainDispatcherApplication, "_alleycat_patched", True)
+
+
+SPEEDUPS: dict[str, Callable[[], None]] = {
+    "linear_kinesis_shards": _linear_kinesis_shards,
+    "attribute_value_serialisation": _patch_attribute_value_serialisation,
+    "dynamodb_items_response": _patch_dynamodb_items_response,
+    "dispatcher": _patch_dispatcher,
+    "dynamodb_simple_update": _patch_dynamodb_simple_update,
+    "kinesis_get_records_response": _patch_kinesis_get_records_response,
+    "dynamodb_streams_get_records_response": _patch_dynamodb_streams_get_records_response,
+}
