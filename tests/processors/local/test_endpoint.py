@@ -105,3 +105,11 @@ def test_on_another_moto_version_the_speedups_are_left_out(monkeypatch, caplog) 
     assert speedups.apply() is False
     assert DomainDispatcherApplication.get_backend_for_host is before
     assert "moto 9.9.9 is not the pinned 5.2.5" in caplog.text
+
+
+def test_an_unknown_speedup_name_is_refused_before_any_is_applied(monkeypatch) -> None:
+    from processors.local.endpoint import speedups
+
+    monkeypatch.setenv("ALLEYCAT_ENDPOINT_SPEEDUPS", "dispatcher,no_such_speedup")
+    with pytest.raises(ValueError, match="no_such_speedup"):
+        speedups.apply()
