@@ -6,12 +6,12 @@ a test). With any other version they are left out (a warning says so) and the en
 with moto's own code, slower but correct. None changes an answer
 (``tests/processors/local/test_endpoint_paths.py`` compares them with moto's own responses).
 
-Each one quotes what it buys on the local pipeline: ``bench/bench_pipeline.py --racers 300
---seconds 60`` (a 300-racer race, one message per racer per second, as ``make run`` runs it),
-run without it (``ALLEYCAT_ENDPOINT_SPEEDUPS`` = the others) and with all of them, interleaved, on a
-shared 2-core machine. The figures are ratios of the endpoint's CPU seconds over the run (the most
-stable figure on a loaded machine) and the aggregator's lag; with none of them the endpoint spends
-about 4.5x the CPU of all of them (75 s vs 16 s) and the producer falls behind (70-85 s to send 60 s).
+Each one quotes what it buys on the local pipeline: ``bench/bench_pipeline.py`` (what ``make run``
+starts, under one race of N racers sending one message a second; sizes in each figure), run without
+it (``ALLEYCAT_ENDPOINT_SPEEDUPS`` naming the others) and with all of them, interleaved, on a shared
+2-core machine. The figures are the endpoint's CPU seconds over the run (the steadiest figure on a
+loaded machine) and the aggregator's lag. With none of them, 300 racers x 60 s cost the endpoint
+4.5x the CPU (75 s vs 16 s) and the producer fell behind (70-85 s to send 60 s of race).
 Measured and dropped, no figure moved without them: a cache of moto's dispatcher's backend lookup;
 Kinesis GetRecords written with one ``json.dumps`` (endpoint CPU 52 s vs 51 s at 1,000 racers);
 DynamoDB Streams GetRecords likewise (it served the per-second items of history, which no
