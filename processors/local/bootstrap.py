@@ -23,7 +23,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -131,21 +131,20 @@ def bootstrap(
 
 def _ensure_stream(kinesis: Any, settings: LocalSettings, created: list[str], deadline: float) -> str:
     name = settings.stream.name
-    try:
-        kinesis.create_stream(
-            StreamName=name,
-            ShardCount=settings.stream.shard_count,
-            StreamModeDetails={"StreamMode": "PROVISIONED"},
-        )
-        created.append(f"stream:{name}")
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ResourceInUseException":
-            raise
-    while True:
-        summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
-        if summary["StreamStatus"] in ("ACTIVE", "UPDATING"):
-            break
-        _wait_or_fail(deadline, f"stream {name} is {summary['StreamStatus']}")
+    _create(
+        kinesis.create_stream,
+        f"stream:{name}",
+        created,
+        StreamName=name,
+        ShardCount=settings.stream.shard_count,
+        StreamModeDetails={"StreamMode": "PROVISIONED"},
+    )
+    summary = _poll(
+        lambda: kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
+        lambda summary: summary["StreamStatus"] in ("ACTIVE", "UPDATING"),
+        deadline,
+        f"stream {name}",
+    )
     if summary.get("RetentionPeriodHours", 24) < settings.stream.retention_hours:
         kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=settings.stream.retention_hours)
     return summary["StreamARN"]
@@ -154,20 +153,16 @@ def _ensure_stream(kinesis: Any, settings: LocalSettings, created: list[str], de
 def _ensure_table(dynamodb: Any, settings: LocalSettings, created: list[str], deadline: float) -> tuple[str, str]:
     kwargs = settings.table.create_table_kwargs()
     name = settings.table.name
-    try:
-        dynamodb.create_table(**kwargs)
-        created.append(f"table:{name}")
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ResourceInUseException":
-            raise
-    while True:
-        table = dynamodb.describe_table(TableName=name)["Table"]
-        indexes_ready = all(
-            index.get("IndexStatus", "ACTIVE") == "ACTIVE" for index in table.get("GlobalSecondaryIndexes", [])
-        )
-        if table["TableStatus"] == "ACTIVE" and indexes_ready:
-            break
-        _wait_or_fail(deadline, f"table {name} is {table['TableStatus']}")
+    _create(dynamodb.create_table, f"table:{name}", created, **kwargs)
+    table = _poll(
+        lambda: dynamodb.describe_table(TableName=name)["Table"],
+        lambda table: (
+            table["TableStatus"] == "ACTIVE"
+            and all(index.get("IndexStatus", "ACTIVE") == "ACTIVE" for index in table.get("GlobalSecondaryIndexes", []))
+        ),
+        deadline,
+        f"table {name}",
+    )
     existing_indexes = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
     wanted_indexes = {index["IndexName"] for index in kwargs.get("GlobalSecondaryIndexes", [])}
     if wanted_indexes - existing_indexes:
@@ -190,16 +185,9 @@ def _ensure_bucket(s3: Any, name: str, *, versioned: bool, region: str, created:
     except ClientError as error:
         if error.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
             raise
-        kwargs: dict[str, Any] = {"Bucket": name}
-        if region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
-            s3.create_bucket(**kwargs)
-            created.append(f"bucket:{name}")
-        except ClientError as create_error:
-            # Another bootstrap created it in between.
-            if create_error.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
-                raise
+        location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        # BucketAlreadyOwnedByYou: another bootstrap created it in between.
+        _create(s3.create_bucket, f"bucket:{name}", created, exists="BucketAlreadyOwnedByYou", Bucket=name, **location)
     if versioned:
         status = s3.get_bucket_versioning(Bucket=name).get("Status")
         if status != "Enabled":
@@ -219,10 +207,27 @@ def _ensure_queue(sqs: Any, settings: LocalSettings, created: list[str]) -> tupl
     return url, arn
 
 
-def _wait_or_fail(deadline: float, what: str) -> None:
-    if time.monotonic() > deadline:
-        raise TimeoutError(f"bootstrap gave up waiting: {what}")
-    time.sleep(0.2)
+def _create(
+    call: Callable[..., Any], what: str, created: list[str], *, exists: str = "ResourceInUseException", **kwargs: Any
+) -> None:
+    """Call a Create API; the error code ``exists`` means the resource is already there (a re-run)."""
+    try:
+        call(**kwargs)
+        created.append(what)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != exists:
+            raise
+
+
+def _poll(describe: Callable[[], dict], ready: Callable[[dict], bool], deadline: float, what: str) -> dict:
+    """``describe()`` again every 0.2 s until ``ready`` says so; TimeoutError past ``deadline``."""
+    while True:
+        found = describe()
+        if ready(found):
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bootstrap gave up waiting: {what} is not ready")
+        time.sleep(0.2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Local settings read from the SAM template, so the local runtime cannot drift from the cloud.
+"""Local settings read from the SAM template as CloudFormation deploys it, so the local runtime cannot drift.
 
 Usage::
 
@@ -11,25 +11,32 @@ Usage::
     handler = settings.function("history").import_handler()
     env = settings.environment("history", resources)  # resources: processors.local.bootstrap.Resources
 
-The template is parsed with a YAML loader that understands CloudFormation's short-form tags
-(``!Ref``, ``!GetAtt``, ``!Sub``, ``!If``...). Intrinsics are resolved with the parameter defaults
-(or the ``parameters`` given), ``AWS::NoValue`` drops a property, and resource-level conditions
-drop resources. A reference whose value only exists once the resource does (a queue URL, an ARN)
-stays a :class:`ResourceRef` until :meth:`LocalSettings.environment` resolves it against the
-bootstrapped resources.
+The template goes through the pinned SAM translator (``aws-sam-translator``: the transform CloudFormation
+runs for ``Transform: AWS::Serverless-2016-10-31``), which merges the Globals and turns each function's
+``Events`` into the event source mappings, bucket notifications and invoke settings CloudFormation
+creates. What stays here is CloudFormation's own part of a deployment, for one local stack: parameter
+values (defaults or overrides), pseudo-parameters, conditions and intrinsic functions. A value that only
+exists once the resource does (a queue URL, an ARN) stays a :class:`ResourceRef` until
+:meth:`LocalSettings.environment` resolves it against the bootstrapped resources.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import boto3
 import yaml
+from samtranslator.model.exceptions import InvalidDocumentException
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import intrinsics_multi_constructor
 
 from processors.local.filters import parse_filters
 
@@ -46,47 +53,80 @@ FIREHOSE_ID = "DeliveryStream"
 LOCAL_ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_STACK_NAME = "alleycat"
 
+# The functions run from the working tree; the transform only needs their code to look uploaded.
+_LOCAL_CODE_URI = "s3://local/processors.zip"
 _HANDLER_PATH = re.compile(r"^processors/handlers/(?P<name>[a-z_]+)\.(?P<attr>[A-Za-z_]+)$")
+
+# Resource types the local runtime creates or emulates: a resource of these types that it does not
+# know would exist on AWS and be missing locally, so the template is refused instead.
+_EMULATED_ONCE = {
+    "AWS::Kinesis::Stream": STREAM_ID,
+    "AWS::DynamoDB::Table": TABLE_ID,
+    "AWS::SQS::Queue": DEAD_LETTER_QUEUE_ID,
+    "AWS::KinesisFirehose::DeliveryStream": FIREHOSE_ID,
+}
+_BUCKETS = (DELIVERY_BUCKET_ID, HISTORY_BUCKET_ID)
+
+# The property holding the name a resource's ``Ref`` returns (a queue's ``Ref`` is its URL: not known here).
+_NAME_PROPERTY = {
+    "AWS::Kinesis::Stream": "Name",
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+}
 
 
 class TemplateError(ValueError):
     """The template does not have the shape the local runtime relies on."""
 
 
-# --------------------------------------------------------------------------- YAML loading
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML with CloudFormation's short-form tags (``!Ref``, ``!GetAtt``...), read by SAM's own constructor."""
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns CloudFormation short-form tags into their long form."""
-
-
-def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        logical_id, _, attribute = value.partition(".")
-        value = [logical_id, attribute]
-    return {f"Fn::{tag_suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
+_Loader.add_multi_constructor("!", intrinsics_multi_constructor)
 
 
 def load_template(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The template as plain data, short-form tags in long form (``{"Ref": ...}``, ``{"Fn::Sub": ...}``)."""
+    """The SAM template as plain data, short-form tags in long form (``{"Ref": ...}``, ``{"Fn::Sub": ...}``)."""
     text = Path(path or DEFAULT_TEMPLATE_PATH).read_text(encoding="utf-8")
-    return yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - _CfnLoader is a SafeLoader
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 
-# --------------------------------------------------------------------------- intrinsics
+def transform(template: Mapping[str, Any], parameters: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """The CloudFormation template SAM's transform makes of ``template`` (intrinsics left for the deployment)."""
+    sam = copy.deepcopy(dict(template))
+    for properties in [sam.get("Globals", {}).get("Function", {})] + [
+        resource.get("Properties", {})
+        for resource in sam.get("Resources", {}).values()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    ]:
+        if "CodeUri" in properties:
+            properties["CodeUri"] = _LOCAL_CODE_URI
+    translator = Translator(None, Parser(), boto_session=boto3.Session(region_name=region))
+    try:
+        return translator.translate(
+            sam, parameter_values={**parameters, **_pseudo_parameters(region)}, get_managed_policy_map=dict
+        )
+    except InvalidDocumentException as exc:
+        raise TemplateError("; ".join(str(cause) for cause in exc.causes)) from exc
+    finally:
+        translator.metrics.publish()  # to its dummy publisher: else it warns of unpublished metrics
+
+
+def _pseudo_parameters(region: str) -> dict[str, str]:
+    return {
+        "AWS::Region": region,
+        "AWS::AccountId": LOCAL_ACCOUNT_ID,
+        "AWS::StackName": DEFAULT_STACK_NAME,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+
+
+# --------------------------------------------------------------------------- the local stack
 
 
 @dataclass(frozen=True)
@@ -101,40 +141,46 @@ class ReferenceResolver(Protocol):
     def reference(self, ref: ResourceRef) -> str: ...
 
 
-class _NoValue:
-    def __repr__(self) -> str:
-        return "AWS::NoValue"
+_NO_VALUE = object()  # AWS::NoValue: the property is left out
 
 
-NO_VALUE = _NoValue()
+class _Stack:
+    """What CloudFormation resolves when it deploys the template as one local stack."""
 
-
-class _Resolver:
-    def __init__(self, template: Mapping[str, Any], parameters: Mapping[str, str], region: str) -> None:
+    def __init__(self, template: Mapping[str, Any], parameters: Mapping[str, Any], region: str) -> None:
         self.template = template
-        self.resources: Mapping[str, Any] = template.get("Resources", {})
-        declared = template.get("Parameters", {})
-        unknown = set(parameters) - set(declared)
-        if unknown:
-            raise TemplateError(f"unknown template parameters: {sorted(unknown)}")
-        self.parameters: dict[str, Any] = {}
-        for name, spec in declared.items():
-            value = parameters.get(name, spec.get("Default"))
-            if value is None:
-                raise TemplateError(f"parameter {name} has no default and no value")
-            if spec.get("Type") == "CommaDelimitedList":
-                value = [] if value in ("", []) else (value.split(",") if isinstance(value, str) else list(value))
-            else:
-                value = str(value)
-            self.parameters[name] = value
-        self.pseudo = {
-            "AWS::Region": region,
-            "AWS::AccountId": LOCAL_ACCOUNT_ID,
-            "AWS::StackName": DEFAULT_STACK_NAME,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        }
+        self.parameters = parameter_values(template, parameters)
+        self.pseudo = _pseudo_parameters(region)
         self._conditions: dict[str, bool] = {}
+        self.resources = {
+            logical_id: resource
+            for logical_id, resource in template.get("Resources", {}).items()
+            if "Condition" not in resource or self.condition(resource["Condition"])
+        }
+
+    def of_type(self, resource_type: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(logical id, resolved properties) of each resource of ``resource_type``, in template order."""
+        for logical_id, resource in self.resources.items():
+            if resource["Type"] == resource_type:
+                yield logical_id, self.properties(logical_id)
+
+    def properties(self, logical_id: str) -> dict[str, Any]:
+        return self.resolve(self.resources[logical_id].get("Properties", {}))
+
+    def type_of(self, ref: Any) -> str:
+        if not isinstance(ref, ResourceRef):
+            raise TemplateError(f"{ref!r} is not a resource of the template")
+        return str(self.resources[ref.logical_id]["Type"])
+
+    def name_of(self, ref: Any) -> str:
+        """The name of the resource behind a ``Ref``/``GetAtt`` (a queue's ``QueueName`` too)."""
+        if isinstance(ref, ResourceRef):
+            name = self.physical_name(ref.logical_id)
+            if name is None and self.type_of(ref) == "AWS::SQS::Queue":
+                name = self.properties(ref.logical_id).get("QueueName")
+            if name is not None:
+                return str(name)
+        raise TemplateError(f"cannot name {ref!r} locally: give the resource a name property")
 
     def condition(self, name: str) -> bool:
         if name not in self._conditions:
@@ -144,54 +190,31 @@ class _Resolver:
             self._conditions[name] = bool(self.resolve(conditions[name]))
         return self._conditions[name]
 
-    def resource_included(self, logical_id: str) -> bool:
-        condition = self.resources[logical_id].get("Condition")
-        return condition is None or self.condition(condition)
+    def physical_name(self, logical_id: str) -> str | None:
+        resource = self.resources[logical_id]
+        name_property = _NAME_PROPERTY.get(resource["Type"])
+        value = resource.get("Properties", {}).get(name_property) if name_property else None
+        return None if value is None else str(self.resolve(value))
 
     def ref(self, name: str) -> Any:
         if name == "AWS::NoValue":
-            return NO_VALUE
-        if name in self.pseudo:
-            return self.pseudo[name]
-        if name in self.parameters:
-            return self.parameters[name]
+            return _NO_VALUE
+        for values in (self.pseudo, self.parameters):
+            if name in values:
+                return values[name]
         if name in self.resources:
             return self.physical_name(name) or ResourceRef(name)
         raise TemplateError(f"unresolvable Ref {name}")
 
-    def physical_name(self, logical_id: str) -> str | None:
-        """The name a resource is created under, when the template sets it (Ref of streams, tables, buckets)."""
-        resource = self.resources[logical_id]
-        name_property = {
-            "AWS::Kinesis::Stream": "Name",
-            "AWS::DynamoDB::Table": "TableName",
-            "AWS::S3::Bucket": "BucketName",
-            "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
-            "AWS::Logs::LogGroup": "LogGroupName",
-            "AWS::Logs::LogStream": "LogStreamName",
-        }.get(resource.get("Type", ""))
-        if name_property is None:
-            return None
-        value = resource.get("Properties", {}).get(name_property)
-        if value is None:
-            return None if name_property != "LogGroupName" else f"/local/{logical_id}"
-        return str(self.resolve(value))
-
-    def get_att(self, logical_id: str, attribute: str) -> Any:
+    def get_att(self, logical_id: str, attribute: str) -> ResourceRef:
         if logical_id not in self.resources:
             raise TemplateError(f"unresolvable GetAtt {logical_id}.{attribute}")
-        if attribute == "QueueName" and self.resources[logical_id].get("Type") == "AWS::SQS::Queue":
-            return str(self.resolve(self.resources[logical_id]["Properties"]["QueueName"]))
         return ResourceRef(logical_id, attribute)
 
-    def sub(self, value: Any) -> Any:
-        if isinstance(value, list):
-            text, variables = value[0], {k: self.resolve(v) for k, v in value[1].items()}
-        else:
-            text, variables = value, {}
-        unresolved: list[ResourceRef] = []
+    def sub(self, argument: Any) -> str:
+        text, variables = (argument[0], self.resolve(argument[1])) if isinstance(argument, list) else (argument, {})
 
-        def replace(match: re.Match[str]) -> str:
+        def value(match: re.Match[str]) -> str:
             name = match.group(1)
             if name.startswith("!"):
                 return "${" + name[1:] + "}"
@@ -202,52 +225,60 @@ class _Resolver:
             else:
                 resolved = self.ref(name)
             if isinstance(resolved, ResourceRef):
-                unresolved.append(resolved)
-                return match.group(0)
+                raise TemplateError(f"cannot substitute ${{{name}}} locally in {text!r}")
             return str(resolved)
 
-        result = re.sub(r"\$\{([^}]+)\}", replace, text)
-        return result if not unresolved else {"Fn::Sub": result, "unresolved": unresolved}
+        return re.sub(r"\$\{([^}]+)\}", value, text)
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            items = [self.resolve(item) for item in value]
-            return [item for item in items if item is not NO_VALUE]
+            return [item for item in (self.resolve(item) for item in value) if item is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((key, argument),) = value.items()
-            if key == "Ref":
-                return self.ref(argument)
-            if key == "Condition":
-                return self.condition(argument)
-            if key == "Fn::GetAtt":
-                return self.get_att(*argument)
-            if key == "Fn::Sub":
-                return self.sub(argument)
-            if key == "Fn::If":
-                name, when_true, when_false = argument
-                return self.resolve(when_true if self.condition(name) else when_false)
-            if key == "Fn::Equals":
-                left, right = (self.resolve(item) for item in argument)
-                return str(left) == str(right)
-            if key == "Fn::Not":
-                return not self.resolve(argument[0])
-            if key == "Fn::And":
-                return all(self.resolve(item) for item in argument)
-            if key == "Fn::Or":
-                return any(self.resolve(item) for item in argument)
-            if key == "Fn::Join":
-                separator, items = argument
-                return separator.join(str(item) for item in self.resolve(items))
-            if key == "Fn::Select":
-                index, items = argument
-                return self.resolve(items)[int(self.resolve(index))]
-            if key == "Fn::Split":
-                separator, text = argument
-                return str(self.resolve(text)).split(separator)
+            function = self._FUNCTIONS.get(key)
+            if function is not None:
+                return function(self, argument)
+            if key.startswith("Fn::"):
+                raise TemplateError(f"{key} is not resolved locally: add it to _Stack._FUNCTIONS")
         resolved = {key: self.resolve(item) for key, item in value.items()}
-        return {key: item for key, item in resolved.items() if item is not NO_VALUE}
+        return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
+
+    def _if(self, argument: list[Any]) -> Any:
+        name, when_true, when_false = argument
+        return self.resolve(when_true if self.condition(name) else when_false)
+
+    _FUNCTIONS: dict[str, Callable[[_Stack, Any], Any]] = {
+        "Ref": ref,
+        "Condition": condition,
+        "Fn::GetAtt": lambda self, argument: self.get_att(*argument),
+        "Fn::Sub": sub,
+        "Fn::If": _if,
+        "Fn::Equals": lambda self, argument: str(self.resolve(argument[0])) == str(self.resolve(argument[1])),
+        "Fn::Not": lambda self, argument: not self.resolve(argument[0]),
+        "Fn::And": lambda self, argument: all(self.resolve(item) for item in argument),
+        "Fn::Or": lambda self, argument: any(self.resolve(item) for item in argument),
+        "Fn::Join": lambda self, argument: argument[0].join(str(item) for item in self.resolve(argument[1])),
+    }
+
+
+def parameter_values(template: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Each template parameter's value: the override, else its default (a ``CommaDelimitedList`` as a list)."""
+    declared = template.get("Parameters", {})
+    unknown = set(overrides) - set(declared)
+    if unknown:
+        raise TemplateError(f"unknown template parameters: {sorted(unknown)}")
+    values: dict[str, Any] = {}
+    for name, spec in declared.items():
+        value = overrides.get(name, spec.get("Default"))
+        if value is None:
+            raise TemplateError(f"parameter {name} has no default and no value")
+        if spec.get("Type") == "CommaDelimitedList":
+            values[name] = [] if value in ("", []) else (value.split(",") if isinstance(value, str) else list(value))
+        else:
+            values[name] = str(value)
+    return values
 
 
 # --------------------------------------------------------------------------- settings
@@ -322,16 +353,17 @@ class FirehoseSettings:
 
 @dataclass(frozen=True)
 class EventSourceSettings:
-    """One trigger of a function, as the template configures it.
+    """One trigger of a function, as the deployed stack configures it.
 
-    ``kind`` is ``kinesis`` or ``dynamodb`` (stream mappings: ``source`` is the stream or table name),
-    ``s3`` (``source`` is the bucket, ``s3_events``/``s3_prefix``/``s3_suffix`` the filter) or
-    ``firehose`` (the transformer; ``source`` is the delivery stream name). A tumbling window of 0
-    means no window; ``on_failure`` is the name of the on-failure SQS queue.
+    ``kind`` is ``kinesis`` or ``dynamodb`` (an event source mapping: ``source`` is the stream or table
+    name), ``s3`` (a notification of the bucket ``source``; ``s3_events``/``s3_prefix``/``s3_suffix``
+    the filter) or ``firehose`` (the transformer;
+    ``source`` is the delivery stream name). A tumbling window of 0 means no window; ``on_failure`` is
+    the name of the on-failure SQS queue.
     """
 
     function: str
-    name: str
+    name: str  # the SAM event's ("BikeStream"): it names the source's checkpoint
     kind: str
     source: str
     batch_size: int = 100
@@ -359,7 +391,7 @@ class FunctionSettings:
     attribute: str  # "lambda_handler"
     timeout_seconds: int
     memory_mb: int
-    environment: Mapping[str, str | ResourceRef | dict[str, Any]]
+    environment: Mapping[str, str | ResourceRef]
     event_sources: tuple[EventSourceSettings, ...] = ()
 
     def import_handler(self) -> Callable[[dict[str, Any], Any], Any]:
@@ -400,29 +432,18 @@ class LocalSettings:
 
         Values that reference a resource (the dead-letter queue URL) are resolved with
         ``resources`` (:class:`processors.local.bootstrap.Resources`); without it they are left out.
-        Empty values (``REDIS_URL`` when the RedisUrl parameter is unset) are left out too, so the
-        local process's own value (the embedded Redis) applies.
+        Empty values (``ALLEYCAT_REDIS_URL_PARAMETER`` when unset) are left out too, so the local
+        process's own value applies.
         """
         environment: dict[str, str] = {}
         for name, value in self.function(function).environment.items():
-            resolved = _resolve_late(value, resources)
-            if resolved:
-                environment[name] = resolved
+            if isinstance(value, ResourceRef):
+                if resources is None:
+                    continue
+                value = resources.reference(value)
+            if value:
+                environment[name] = str(value)
         return environment
-
-
-def _resolve_late(value: Any, resources: ReferenceResolver | None) -> str | None:
-    if isinstance(value, ResourceRef):
-        return resources.reference(value) if resources is not None else None
-    if isinstance(value, dict) and "unresolved" in value:
-        if resources is None:
-            return None
-        text = value["Fn::Sub"]
-        for ref in value["unresolved"]:
-            placeholder = ref.logical_id + (f".{ref.attribute}" if ref.attribute else "")
-            text = text.replace("${" + placeholder + "}", resources.reference(ref))
-        return text
-    return str(value)
 
 
 def load_local_settings(
@@ -437,55 +458,17 @@ def load_local_settings(
     ``region`` defaults to ``AWS_DEFAULT_REGION`` (else us-east-1).
     """
     template_path = Path(path or DEFAULT_TEMPLATE_PATH)
-    template = load_template(template_path)
     region = region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    resolver = _Resolver(template, parameters or {}, region)
-    resources = template.get("Resources", {})
-    for logical_id in (STREAM_ID, TABLE_ID, DELIVERY_BUCKET_ID, HISTORY_BUCKET_ID, DEAD_LETTER_QUEUE_ID, FIREHOSE_ID):
-        if logical_id not in resources:
-            raise TemplateError(f"{template_path} has no resource {logical_id}")
+    sam = load_template(template_path)
+    parameter_values(sam, parameters or {})  # unknown names fail here, before the transform
+    stack = _Stack(transform(sam, parameters or {}, region), parameters or {}, region)
+    _check_emulated(stack, template_path)
 
-    def properties(logical_id: str) -> dict[str, Any]:
-        return resolver.resolve(resources[logical_id].get("Properties", {}))
-
-    stream_props = properties(STREAM_ID)
-    stream = StreamSettings(
-        logical_id=STREAM_ID,
-        name=stream_props["Name"],
-        shard_count=int(stream_props.get("ShardCount", 1)),
-        retention_hours=int(stream_props.get("RetentionPeriodHours", 24)),
-    )
-
-    table_props = properties(TABLE_ID)
-    table = TableSettings(
-        logical_id=TABLE_ID,
-        name=table_props["TableName"],
-        billing_mode=table_props.get("BillingMode", "PROVISIONED"),
-        key_schema=tuple(table_props["KeySchema"]),
-        attribute_definitions=tuple(table_props["AttributeDefinitions"]),
-        global_secondary_indexes=tuple(table_props.get("GlobalSecondaryIndexes", ())),
-        local_secondary_indexes=tuple(table_props.get("LocalSecondaryIndexes", ())),
-        stream_view_type=table_props.get("StreamSpecification", {}).get("StreamViewType"),
-    )
-
-    def bucket(logical_id: str) -> BucketSettings:
-        props = properties(logical_id)
-        versioning = props.get("VersioningConfiguration", {}).get("Status") == "Enabled"
-        return BucketSettings(logical_id=logical_id, name=props["BucketName"], versioned=versioning)
-
-    queue_props = properties(DEAD_LETTER_QUEUE_ID)
-    queue = QueueSettings(
-        logical_id=DEAD_LETTER_QUEUE_ID,
-        name=queue_props["QueueName"],
-        attributes={
-            key: str(queue_props[key]) for key in ("MessageRetentionPeriod", "VisibilityTimeout") if key in queue_props
-        },
-    )
-    names = _NameIndex(resolver)
-
-    functions = _functions(template, resolver, names)
-    _apply_async_invoke_configs(template, resolver, functions)
-    firehose = _firehose(properties(FIREHOSE_ID), names, functions)
+    stream_props = stack.properties(STREAM_ID)
+    table_props = stack.properties(TABLE_ID)
+    queue_props = stack.properties(DEAD_LETTER_QUEUE_ID)
+    functions = _functions(stack)
+    firehose = _firehose(stack, functions)
     if firehose.transformer:
         transformer = functions[firehose.transformer]
         source = EventSourceSettings(
@@ -497,103 +480,140 @@ def load_local_settings(
         )
         functions[transformer.key] = replace(transformer, event_sources=(*transformer.event_sources, source))
 
+    def bucket(logical_id: str) -> BucketSettings:
+        props = stack.properties(logical_id)
+        versioned = props.get("VersioningConfiguration", {}).get("Status") == "Enabled"
+        return BucketSettings(logical_id=logical_id, name=props["BucketName"], versioned=versioned)
+
     return LocalSettings(
         template_path=template_path,
         region=region,
-        parameters=dict(resolver.parameters),
-        stream=stream,
-        table=table,
+        parameters=dict(stack.parameters),
+        stream=StreamSettings(
+            logical_id=STREAM_ID,
+            name=stream_props["Name"],
+            shard_count=int(stream_props.get("ShardCount", 1)),
+            retention_hours=int(stream_props.get("RetentionPeriodHours", 24)),
+        ),
+        table=TableSettings(
+            logical_id=TABLE_ID,
+            name=table_props["TableName"],
+            billing_mode=table_props.get("BillingMode", "PROVISIONED"),
+            key_schema=tuple(table_props["KeySchema"]),
+            attribute_definitions=tuple(table_props["AttributeDefinitions"]),
+            global_secondary_indexes=tuple(table_props.get("GlobalSecondaryIndexes", ())),
+            local_secondary_indexes=tuple(table_props.get("LocalSecondaryIndexes", ())),
+            stream_view_type=table_props.get("StreamSpecification", {}).get("StreamViewType"),
+        ),
         delivery_bucket=bucket(DELIVERY_BUCKET_ID),
         history_bucket=bucket(HISTORY_BUCKET_ID),
-        dead_letter_queue=queue,
+        dead_letter_queue=QueueSettings(
+            logical_id=DEAD_LETTER_QUEUE_ID,
+            name=queue_props["QueueName"],
+            attributes={
+                key: str(queue_props[key])
+                for key in ("MessageRetentionPeriod", "VisibilityTimeout")
+                if key in queue_props
+            },
+        ),
         firehose=firehose,
         functions=functions,
     )
 
 
-class _NameIndex:
-    """Local names of resources referenced by Ref/GetAtt (streams, tables, buckets, queues, functions)."""
-
-    def __init__(self, resolver: _Resolver) -> None:
-        self.resolver = resolver
-
-    def name_of(self, value: Any) -> str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, ResourceRef):
-            resource = self.resolver.resources[value.logical_id]
-            if resource.get("Type") == "AWS::SQS::Queue":
-                return str(self.resolver.resolve(resource["Properties"]["QueueName"]))
-            name = self.resolver.physical_name(value.logical_id)
-            if name is not None:
-                return name
-            if resource.get("Type") == "AWS::Serverless::Function":
-                return _function_key(str(self.resolver.resolve(resource["Properties"]["Handler"])))[0]
-        raise TemplateError(f"cannot name {value!r} locally")
+def _check_emulated(stack: _Stack, template_path: Path) -> None:
+    """Every stream, table, bucket, queue and delivery stream of the stack is one the local runtime makes."""
+    expected = {*_EMULATED_ONCE.values(), *_BUCKETS}
+    for logical_id in sorted(expected - set(stack.resources)):
+        raise TemplateError(f"{template_path} has no resource {logical_id}")
+    for logical_id, resource in stack.resources.items():
+        if resource["Type"] in (*_EMULATED_ONCE, "AWS::S3::Bucket") and logical_id not in expected:
+            raise TemplateError(f"{template_path}: {resource['Type']} {logical_id} has no local stand-in")
 
 
-def _function_key(handler: str) -> tuple[str, str]:
-    match = _HANDLER_PATH.match(handler)
-    if not match:
-        raise TemplateError(f"handler {handler!r} is not processors/handlers/<name>.<function>")
-    return match.group("name"), match.group("attr")
-
-
-def _functions(template: Mapping[str, Any], resolver: _Resolver, names: _NameIndex) -> dict[str, FunctionSettings]:
-    globals_ = resolver.resolve(template.get("Globals", {}).get("Function", {}))
+def _functions(stack: _Stack) -> dict[str, FunctionSettings]:
     functions: dict[str, FunctionSettings] = {}
-    for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") != "AWS::Serverless::Function" or not resolver.resource_included(logical_id):
-            continue
-        props = resolver.resolve(resource.get("Properties", {}))
-        handler = props.get("Handler", globals_.get("Handler"))
-        key, attribute = _function_key(handler)
-        environment = {
-            **globals_.get("Environment", {}).get("Variables", {}),
-            **props.get("Environment", {}).get("Variables", {}),
-        }
-        sources = tuple(_event_source(key, name, event, names) for name, event in props.get("Events", {}).items())
-        functions[key] = FunctionSettings(
-            key=key,
+    for logical_id, props in stack.of_type("AWS::Lambda::Function"):
+        handler = props["Handler"]
+        match = _HANDLER_PATH.match(handler)
+        if not match:
+            raise TemplateError(f"handler {handler!r} is not processors/handlers/<name>.<function>")
+        functions[match.group("name")] = FunctionSettings(
+            key=match.group("name"),
             logical_id=logical_id,
             handler=handler,
             module=handler.rsplit(".", 1)[0].replace("/", "."),
-            attribute=attribute,
-            timeout_seconds=int(props.get("Timeout", globals_.get("Timeout", 3))),
-            memory_mb=int(props.get("MemorySize", globals_.get("MemorySize", 128))),
-            environment=environment,
-            event_sources=sources,
+            attribute=match.group("attr"),
+            timeout_seconds=int(props.get("Timeout", 3)),
+            memory_mb=int(props.get("MemorySize", 128)),
+            environment=props.get("Environment", {}).get("Variables", {}),
         )
-    return functions
+    by_logical_id = {function.logical_id: function.key for function in functions.values()}
+
+    def function_of(ref: Any) -> str:
+        if isinstance(ref, str):  # a Ref of a function that sets FunctionName
+            ref = next((ResourceRef(i) for i in by_logical_id if stack.physical_name(i) == ref), ref)
+        if not isinstance(ref, ResourceRef) or ref.logical_id not in by_logical_id:
+            raise TemplateError(f"{ref!r} is not a function of the template")
+        return by_logical_id[ref.logical_id]
+
+    sources: dict[str, list[EventSourceSettings]] = {key: [] for key in functions}
+    for logical_id, props in stack.of_type("AWS::Lambda::EventSourceMapping"):
+        key = function_of(props["FunctionName"])
+        sources[key].append(_mapping(stack, key, logical_id.removeprefix(functions[key].logical_id), props))
+    # Asynchronous invokes (S3 notifications): retries and on-failure destination from EventInvokeConfig.
+    async_config = {
+        function_of(props["FunctionName"]): props for _, props in stack.of_type("AWS::Lambda::EventInvokeConfig")
+    }
+    for bucket_id, props in stack.of_type("AWS::S3::Bucket"):
+        for notification in props.get("NotificationConfiguration", {}).get("LambdaConfigurations", []):
+            key = function_of(notification["Function"])
+            config = async_config.get(key, {})
+            destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            rules = {
+                rule["Name"].lower(): rule["Value"]
+                for rule in notification.get("Filter", {}).get("S3Key", {}).get("Rules", [])
+            }
+            sources[key].append(
+                EventSourceSettings(
+                    function=key,
+                    name=_s3_event_name(stack, bucket_id, functions[key].logical_id),
+                    kind="s3",
+                    source=stack.name_of(ResourceRef(bucket_id)),
+                    maximum_retry_attempts=int(config.get("MaximumRetryAttempts", 2)),
+                    on_failure=stack.name_of(destination) if destination is not None else None,
+                    s3_events=(notification["Event"],),
+                    s3_prefix=rules.get("prefix", ""),
+                    s3_suffix=rules.get("suffix", ""),
+                )
+            )
+    return {key: replace(function, event_sources=tuple(sources[key])) for key, function in functions.items()}
 
 
-def _event_source(function: str, name: str, event: Mapping[str, Any], names: _NameIndex) -> EventSourceSettings:
-    kind = {"Kinesis": "kinesis", "DynamoDB": "dynamodb", "S3": "s3"}.get(event.get("Type", ""))
+def _s3_event_name(stack: _Stack, bucket_id: str, function_id: str) -> str:
+    """The SAM event's name (it names the source's checkpoint), else the bucket's logical id.
+
+    SAM names the permission of an S3 event ``<function><event>Permission`` and makes the bucket depend on it.
+    """
+    names = [
+        dependency[len(function_id) : -len("Permission")]
+        for dependency in stack.resources[bucket_id].get("DependsOn", [])
+        if dependency.startswith(function_id) and dependency.endswith("Permission")
+    ]
+    return names[0] if len(names) == 1 else bucket_id
+
+
+def _mapping(stack: _Stack, function: str, name: str, props: Mapping[str, Any]) -> EventSourceSettings:
+    source = props["EventSourceArn"]
+    kind = {"AWS::Kinesis::Stream": "kinesis", "AWS::DynamoDB::Table": "dynamodb"}.get(stack.type_of(source))
     if kind is None:
-        raise TemplateError(f"{function}: unsupported event type {event.get('Type')!r}")
-    props = event.get("Properties", {})
-    if kind == "s3":
-        rules = props.get("Filter", {}).get("S3Key", {}).get("Rules", [])
-        by_name = {rule["Name"].lower(): rule["Value"] for rule in rules}
-        events = props.get("Events", [])
-        return EventSourceSettings(
-            function=function,
-            name=name,
-            kind=kind,
-            source=names.name_of(props["Bucket"]),
-            s3_events=tuple([events] if isinstance(events, str) else events),
-            s3_prefix=by_name.get("prefix", ""),
-            s3_suffix=by_name.get("suffix", ""),
-        )
-    stream = props["Stream"]
-    if isinstance(stream, ResourceRef):
-        stream = names.name_of(ResourceRef(stream.logical_id))
+        raise TemplateError(f"{function}: no local event source for {source!r}")
     on_failure = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
     return EventSourceSettings(
         function=function,
         name=name,
         kind=kind,
-        source=stream,
+        source=stack.name_of(ResourceRef(source.logical_id)),
         batch_size=int(props.get("BatchSize", 100)),
         maximum_batching_window_seconds=int(props.get("MaximumBatchingWindowInSeconds", 0)),
         tumbling_window_seconds=int(props.get("TumblingWindowInSeconds", 0)),
@@ -603,15 +623,13 @@ def _event_source(function: str, name: str, event: Mapping[str, Any], names: _Na
         maximum_record_age_seconds=int(props.get("MaximumRecordAgeInSeconds", -1)),
         starting_position=props.get("StartingPosition", "TRIM_HORIZON"),
         report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
-        on_failure=names.name_of(ResourceRef(on_failure.logical_id)) if on_failure is not None else None,
+        on_failure=stack.name_of(on_failure) if on_failure is not None else None,
         filters=parse_filters(props.get("FilterCriteria", {}).get("Filters", [])),
     )
 
 
-def _firehose(
-    props: Mapping[str, Any], names: _NameIndex, functions: Mapping[str, FunctionSettings]
-) -> FirehoseSettings:
-    source = props["KinesisStreamSourceConfiguration"]["KinesisStreamARN"]
+def _firehose(stack: _Stack, functions: Mapping[str, FunctionSettings]) -> FirehoseSettings:
+    props = stack.properties(FIREHOSE_ID)
     destination = props["ExtendedS3DestinationConfiguration"]
     hints = destination.get("BufferingHints", {})
     transformer: str | None = None
@@ -623,15 +641,14 @@ def _firehose(
                 continue
             parameters = {item["ParameterName"]: item["ParameterValue"] for item in processor.get("Parameters", [])}
             arn = parameters["LambdaArn"]
-            logical_id = arn.logical_id if isinstance(arn, ResourceRef) else None
-            transformer = next((f.key for f in functions.values() if f.logical_id == logical_id), None)
+            transformer = next((f.key for f in functions.values() if ResourceRef(f.logical_id, "Arn") == arn), None)
             if transformer is None:
                 raise TemplateError(f"Firehose transformer {arn!r} is not a function of the template")
     return FirehoseSettings(
         logical_id=FIREHOSE_ID,
         name=props["DeliveryStreamName"],
-        source_stream=names.name_of(ResourceRef(source.logical_id) if isinstance(source, ResourceRef) else source),
-        bucket=names.name_of(ResourceRef(destination["BucketARN"].logical_id)),
+        source_stream=stack.name_of(props["KinesisStreamSourceConfiguration"]["KinesisStreamARN"]),
+        bucket=stack.name_of(destination["BucketARN"]),
         prefix=destination.get("Prefix", ""),
         error_output_prefix=destination.get("ErrorOutputPrefix", ""),
         compression=destination.get("CompressionFormat", "UNCOMPRESSED"),
@@ -644,40 +661,5 @@ def _firehose(
     )
 
 
-def _apply_async_invoke_configs(
-    template: Mapping[str, Any], resolver: _Resolver, functions: dict[str, FunctionSettings]
-) -> None:
-    """Retries and on-failure destination of asynchronous invokes (S3 notifications) from EventInvokeConfig."""
-    by_logical_id = {function.logical_id: function for function in functions.values()}
-    for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") != "AWS::Lambda::EventInvokeConfig" or not resolver.resource_included(logical_id):
-            continue
-        props = resolver.resolve(resource.get("Properties", {}))
-        target = props.get("FunctionName")
-        function = by_logical_id.get(target.logical_id) if isinstance(target, ResourceRef) else None
-        if function is None:
-            continue
-        destination = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-        sources = tuple(
-            replace(
-                source,
-                maximum_retry_attempts=int(props.get("MaximumRetryAttempts", 2)),
-                on_failure=_queue_name(resolver, destination),
-            )
-            if source.kind == "s3"
-            else source
-            for source in function.event_sources
-        )
-        functions[function.key] = replace(function, event_sources=sources)
-
-
-def _queue_name(resolver: _Resolver, destination: Any) -> str | None:
-    if not isinstance(destination, ResourceRef):
-        return None
-    return str(resolver.resolve(resolver.resources[destination.logical_id]["Properties"]["QueueName"]))
-
-
 def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.lower() == "true"
-    return bool(value)
+    return value.lower() == "true" if isinstance(value, str) else bool(value)

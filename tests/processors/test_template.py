@@ -16,6 +16,7 @@ import pytest
 from processors.local.template import (
     DEFAULT_TEMPLATE_PATH,
     ResourceRef,
+    TemplateError,
     load_local_settings,
     load_template,
 )
@@ -239,6 +240,44 @@ class TestFunctionsAndTriggers:
         # history never writes where its own trigger listens
         assert settings.history_bucket.name != settings.delivery_bucket.name
         assert s3.on_failure == settings.dead_letter_queue.name
+
+
+class TestDeployedShape:
+    """The local runtime reads the template as the SAM transform deploys it, and refuses what it cannot stand in for."""
+
+    @staticmethod
+    def _variant(tmp_path: Path, change: Any) -> Path:
+        template = load_template()
+        change(template)
+        path = tmp_path / "template.json"  # JSON is YAML
+        path.write_text(json.dumps(template))
+        return path
+
+    def test_a_resource_without_a_local_stand_in_is_refused(self, tmp_path: Path) -> None:
+        def add_stream(template: dict[str, Any]) -> None:
+            template["Resources"]["OtherStream"] = {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 1}}
+
+        with pytest.raises(TemplateError, match="OtherStream has no local stand-in"):
+            load_local_settings(self._variant(tmp_path, add_stream))
+
+    def test_an_event_the_runner_cannot_emulate_is_refused(self, tmp_path: Path) -> None:
+        def add_queue_event(template: dict[str, Any]) -> None:
+            events = template["Resources"]["FinalsFunction"]["Properties"]["Events"]
+            events["Letters"] = {"Type": "SQS", "Properties": {"Queue": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}}
+
+        with pytest.raises(TemplateError, match="no local event source"):
+            load_local_settings(self._variant(tmp_path, add_queue_event))
+
+    def test_sources_keep_the_sam_event_names(self) -> None:
+        # The names key the runner's durable checkpoints (var/checkpoints/<function>-<name>.json).
+        names = {(source.function, source.name) for source in load_local_settings().event_sources()}
+        assert names == {
+            ("aggregator", "BikeStream"),
+            ("finals", "TableStream"),
+            ("publisher", "TableStream"),
+            ("history", "Delivered"),
+            ("transformer", "Firehose"),
+        }
 
 
 class TestEnvironment:

@@ -3,18 +3,29 @@
 They replace moto internals (private methods and attributes), so they are only safe on the
 version they were written against: :data:`PINNED_MOTO` (the pin of requirements.txt, checked by
 a test). With any other version they are left out (a warning says so) and the endpoint answers
-with moto's own code, slower but correct. Each one says what it buys on the local pipeline
-(``make run``, bench/bench_pipeline.py), the target they serve; none changes an answer (
-``tests/processors/local/test_endpoint_paths.py`` compares them with moto's own responses).
+with moto's own code, slower but correct. None changes an answer
+(``tests/processors/local/test_endpoint_paths.py`` compares them with moto's own responses).
+
+Each one quotes what it buys on the local pipeline: ``bench/bench_pipeline.py`` (what ``make run``
+starts, under one race of N racers sending one message a second; sizes in each figure), run without
+it (``ALLEYCAT_ENDPOINT_SPEEDUPS`` naming the others) and with all of them, interleaved, on a shared
+2-core machine. The figures are the endpoint's CPU seconds over the run (the steadiest figure on a
+loaded machine) and the aggregator's lag. With none of them, 300 racers x 60 s cost the endpoint
+4.5x the CPU (75 s vs 16 s) and the producer fell behind (70-85 s to send 60 s of race).
+Measured and dropped, no figure moved without them: a cache of moto's dispatcher's backend lookup;
+Kinesis GetRecords written with one ``json.dumps`` (endpoint CPU 52 s vs 51 s at 1,000 racers);
+DynamoDB Streams GetRecords likewise (it served the per-second items of history, which no
+table-stream reader wants: moving those items out of the streamed table is the cure).
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import json
 import logging
+import os
 import re
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -26,18 +37,23 @@ PINNED_MOTO = "5.2.5"
 
 
 def apply() -> bool:
-    """Apply every speedup if the installed moto is the pinned one; whether they were applied."""
+    """Apply the speedups if the installed moto is the pinned one; whether they were applied.
+
+    ``ALLEYCAT_ENDPOINT_SPEEDUPS`` picks them by name (comma-separated, or ``none``; default: all),
+    so that the figure each one quotes can be measured again: bench/bench_pipeline.py with and without it.
+    """
     installed = version("moto")
     if installed != PINNED_MOTO:
         logger.warning("moto %s is not the pinned %s: the endpoint runs without its speedups", installed, PINNED_MOTO)
         return False
-    _linear_kinesis_shards()
-    _patch_attribute_value_serialisation()
-    _patch_dynamodb_items_response()
-    _patch_dispatcher()
-    _patch_dynamodb_simple_update()
-    _patch_kinesis_get_records_response()
-    _patch_dynamodb_streams_get_records_response()
+    chosen = os.environ.get("ALLEYCAT_ENDPOINT_SPEEDUPS", "").strip()
+    names = set(SPEEDUPS) if not chosen else {name.strip() for name in chosen.split(",")} - {"none", ""}
+    unknown = names - set(SPEEDUPS)
+    if unknown:
+        raise ValueError(f"ALLEYCAT_ENDPOINT_SPEEDUPS: unknown {sorted(unknown)}; known {sorted(SPEEDUPS)}")
+    for name, speedup in SPEEDUPS.items():
+        if name in names:
+            speedup()
     return True
 
 
@@ -47,6 +63,10 @@ def _linear_kinesis_shards() -> None:
     moto 5.2 lists every key of the shard on each put (``get_max_sequence_number``) and scans the
     shard from its first record on each GetRecords: quadratic in the records of a shard, which in a
     1,000-racer race (1,000 records a second) made an hour-long run slow to a crawl.
+
+    Figure (one 5-minute race of 300 racers): without it the endpoint spends 2.6x the CPU (268 s vs
+    105 s), the aggregator's lag peaks at 151 s instead of 1.2 s and the producer takes 348 s to send
+    300 s of race; at 60 s the endpoint already spends 1.5x (25 s vs 16 s). It grows with the run.
     """
     from moto.kinesis.models import Shard
 
@@ -107,8 +127,12 @@ def _wire_attribute(value: Any) -> dict:
 def _patch_attribute_value_serialisation() -> None:
     """DynamoDB attribute values written to responses directly (``_wire_attribute``).
 
-    moto 5.2 walks the botocore shape of every nested AttributeValue: about 2 s for one GetItem of a
-    1,000-racer live item (the live page's read under ``make run``).
+    moto 5.2 walks the botocore shape of every nested AttributeValue of every item it answers.
+
+    Figure (1,000 racers x 60 s): without it the endpoint spends 2.1x the CPU (106 s vs 51 s), the
+    aggregator's lag peaks at 21.9 s instead of 7.3 s and the backlog drains 62 s after the race
+    instead of 13 s. At 300 racers no figure moves. (A second speedup that wrote whole item maps of
+    Query and GetItem answers bought the same, and nothing more once this one is on: dropped.)
     """
     from moto.core.serialize import JSONSerializer
 
@@ -121,62 +145,6 @@ def _patch_attribute_value_serialisation() -> None:
         original(self, serialized, value, shape, key)
 
     replace(JSONSerializer, "_serialize_type_structure", serialize_structure)
-
-
-def _patch_dynamodb_items_response() -> None:
-    """Write the items of an answer (Query's page, GetItem's item) with one call per item instead of one per value.
-
-    moto 5.2 first copies every value into a plain dict (``dynamo_to_dict``, a chain of type checks per value),
-    then its serializer visits each value of an item map through its botocore shape. Scalar values (S, N, BOOL,
-    NULL) become their wire form directly and a map of attribute values is written in one step with
-    ``_wire_attribute``; anything else takes moto's own path. Same JSON out, about 3 ms less for 100 results.
-    """
-    from moto.core.serialize import JSONSerializer
-    from moto.dynamodb import responses
-    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
-
-    if getattr(responses, "_alleycat_items_patched", False):
-        return
-    original_to_dict = responses.dynamo_to_dict
-    scalars = frozenset({"S", "N", "BOOL", "NULL"})
-    mappings = (dict, LimitedSizeDict)
-
-    def dynamo_to_dict(obj: Any) -> Any:
-        kind = type(obj)
-        if kind is DynamoType and obj.type in scalars and type(obj.value) in (str, bool):
-            return {obj.type: obj.value}
-        if kind in mappings:
-            out = {}
-            for key, value in obj.items():
-                if type(value) is DynamoType and value.type in scalars and type(value.value) in (str, bool):
-                    out[key] = {value.type: value.value}
-                else:
-                    out[key] = dynamo_to_dict(value)
-            return out
-        if kind is list:
-            return [dynamo_to_dict(value) for value in obj]
-        return original_to_dict(obj)
-
-    original_map = JSONSerializer._serialize_type_map
-
-    def serialize_map(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
-        if getattr(shape.value, "name", None) == "AttributeValue" and all(v is not None for v in value.values()):
-            wire = {}
-            for name, v in value.items():
-                # dynamo_to_dict's fresh {"S": text}, {"N": text}, {"BOOL": b}, {"NULL": True} is already wire form
-                if type(v) is dict and len(v) == 1 and ("S" in v or "N" in v or "BOOL" in v or "NULL" in v):
-                    inner = next(iter(v.values()))
-                    if type(inner) is str or type(inner) is bool:
-                        wire[name] = v
-                        continue
-                wire[name] = _wire_attribute(v)
-            serialized[self.get_serialized_name(shape, key)] = wire
-            return
-        original_map(self, serialized, value, shape, key)
-
-    replace(responses, "dynamo_to_dict", dynamo_to_dict)
-    replace(JSONSerializer, "_serialize_type_map", serialize_map)
-    replace(responses, "_alleycat_items_patched", True)
 
 
 _SIMPLE_SET = re.compile(r"\s*SET\s+(#\w+\s*=\s*:\w+(?:\s*,\s*#\w+\s*=\s*:\w+)*)\s*", re.IGNORECASE)
@@ -194,6 +162,10 @@ def _patch_dynamodb_simple_update() -> None:
     moto's ``LimitedSizeDict``), the new item is created as moto creates it, and the table stream
     gets the same records. Anything else (conditions, paths, functions, a key attribute, a name set
     twice, unknown placeholders, other value types) takes moto's own path, errors included.
+
+    Figure (300 racers x 60 s): without it the endpoint spends 2x the CPU (32 s vs 16 s) and the
+    aggregator's lag peaks at 3.6-13.5 s instead of about 1 s. All of it is history's per-second items:
+    out of the streamed table (or written once per race), they would make this speedup unneeded.
     """
     from moto.dynamodb.exceptions import ItemSizeTooLarge, ItemSizeToUpdateTooLarge
     from moto.dynamodb.models import DynamoDBBackend
@@ -276,115 +248,8 @@ def _patch_dynamodb_simple_update() -> None:
     replace(DynamoDBBackend, "_alleycat_simple_update", True)
 
 
-def _patch_kinesis_get_records_response() -> None:
-    """Kinesis GetRecords answered with one ``json.dumps`` instead of moto's generic serializer.
-
-    moto 5.2 turns each record into a dict (base64-decoding its data), then its serializer walks the
-    botocore shape of every field of every record and base64-encodes the data again: about as much
-    time as everything else of a 1,000-record GetRecords, which the aggregator and Firehose each call
-    every second. The stored data is already the base64 text the producer sent, so it goes out as is;
-    the answer has moto's fields and formats (``ApproximateArrivalTimestamp`` in epoch seconds,
-    ``MillisBehindLatest``; ``NextShardIterator`` left out at the end of a closed shard). Errors
-    (expired or bad iterator) are raised by moto's backend as before.
-    """
-    from moto.core.serialize import TimestampSerializer
-    from moto.kinesis.responses import KinesisResponse
-
-    if getattr(KinesisResponse, "_alleycat_patched", False):
-        return
-    epoch = TimestampSerializer._timestamp_unixtimestamp  # moto's own: epoch seconds, milliseconds kept
-
-    def data_text(data: Any) -> str:
-        return data if isinstance(data, str) else base64.b64encode(base64.b64decode(data)).decode()
-
-    def get_records(self: Any) -> tuple[str, dict[str, Any]]:
-        next_iterator, records, behind = self.kinesis_backend.get_records(
-            self._get_param("StreamARN"), self._get_param("ShardIterator"), self._get_param("Limit")
-        )
-        answer: dict[str, Any] = {
-            "Records": [
-                {
-                    "Data": data_text(record.data),
-                    "PartitionKey": record.partition_key,
-                    "SequenceNumber": str(record.sequence_number),
-                    "ApproximateArrivalTimestamp": epoch(record.created_at_datetime),
-                }
-                for record in records
-            ],
-            "MillisBehindLatest": behind,
-        }
-        if next_iterator is not None:
-            answer["NextShardIterator"] = next_iterator
-        return json.dumps(answer), {"status": 200, "Content-Type": "application/x-amz-json-1.1"}
-
-    replace(KinesisResponse, "get_records", get_records)
-    replace(KinesisResponse, "_alleycat_patched", True)
-
-
-def _patch_dynamodb_streams_get_records_response() -> None:
-    """DynamoDB Streams GetRecords answered with one ``json.dumps`` instead of moto's generic serializer.
-
-    The records are moto's own dicts (``StreamRecord.to_json``: images already in DynamoDB JSON); each
-    image value goes out through ``_wire_attribute`` and ``ApproximateCreationDateTime`` in epoch
-    seconds as moto writes it. In a 1,000-racer race history rewrites a per-second item of every
-    racer every Firehose object, each with both images of up to an hour of seconds, and finals and
-    publisher each read all of them: the generic serializer walked every attribute of every image.
-    """
-    from moto.core.serialize import TimestampSerializer
-    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
-
-    if getattr(DynamoDBStreamsHandler, "_alleycat_patched", False):
-        return
-    epoch = TimestampSerializer._timestamp_unixtimestamp
-
-    def image(attributes: dict[str, Any]) -> dict[str, Any]:
-        return {name: _wire_attribute(value) for name, value in attributes.items()}
-
-    def record_json(record: dict[str, Any]) -> dict[str, Any]:
-        source = record["dynamodb"]
-        dynamodb = dict(source)
-        when = source.get("ApproximateCreationDateTime")
-        if when is not None and not isinstance(when, int | float):
-            dynamodb["ApproximateCreationDateTime"] = epoch(when)
-        for name in ("Keys", "NewImage", "OldImage"):
-            if name in source:
-                dynamodb[name] = image(source[name])
-        return {**record, "dynamodb": dynamodb}
-
-    def get_records(self: Any) -> tuple[str, dict[str, Any]]:
-        limit = self._get_param("Limit")
-        result = self.backend.get_records(self._get_param("ShardIterator"), 1000 if limit is None else limit)
-        answer = {
-            "NextShardIterator": result["NextShardIterator"],
-            "Records": [record_json(record) for record in result["Records"]],
-        }
-        return json.dumps(answer), {"status": 200, "Content-Type": "application/x-amz-json-1.0"}
-
-    replace(DynamoDBStreamsHandler, "get_records", get_records)
-    replace(DynamoDBStreamsHandler, "_alleycat_patched", True)
-
-
-def _patch_dispatcher() -> None:
-    """Remember which backend serves a host: moto 5.2 finds it again on every request, under one lock.
-
-    ``DomainDispatcherApplication.get_backend_for_host`` lists moto's package directory (``os.listdir``
-    plus an ``isdir`` per entry, ~200 system calls) for each request before matching the URL patterns,
-    while holding the dispatcher's lock, so every request of every service queues behind it. The
-    answer depends on the host string alone and moto's modules do not change while it runs.
-    """
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-
-    if getattr(DomainDispatcherApplication, "_alleycat_patched", False):
-        return
-    original = DomainDispatcherApplication.get_backend_for_host
-    backends: dict[str | None, Any] = {}
-
-    def get_backend_for_host(self: Any, host: str | None) -> Any:
-        try:
-            return backends[host]
-        except KeyError:
-            backend = backends[host] = original(self, host)
-            return backend
-
-    replace(DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
-    replace(DomainDispatcherApplication, "_alleycat_patched", True)
+SPEEDUPS: dict[str, Callable[[], None]] = {
+    "linear_kinesis_shards": _linear_kinesis_shards,
+    "attribute_value_serialisation": _patch_attribute_value_serialisation,
+    "dynamodb_simple_update": _patch_dynamodb_simple_update,
+}

@@ -96,12 +96,20 @@ def test_the_speedups_are_written_for_the_pinned_moto() -> None:
 
 
 def test_on_another_moto_version_the_speedups_are_left_out(monkeypatch, caplog) -> None:
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+    from moto.kinesis.models import Shard
 
     from processors.local.endpoint import speedups
 
-    before = DomainDispatcherApplication.get_backend_for_host
+    before = Shard.get_records
     monkeypatch.setattr(speedups, "version", lambda _package: "9.9.9")
     assert speedups.apply() is False
-    assert DomainDispatcherApplication.get_backend_for_host is before
+    assert Shard.get_records is before
     assert "moto 9.9.9 is not the pinned 5.2.5" in caplog.text
+
+
+def test_an_unknown_speedup_name_is_refused_before_any_is_applied(monkeypatch) -> None:
+    from processors.local.endpoint import speedups
+
+    monkeypatch.setenv("ALLEYCAT_ENDPOINT_SPEEDUPS", "linear_kinesis_shards,no_such_speedup")
+    with pytest.raises(ValueError, match="no_such_speedup"):
+        speedups.apply()

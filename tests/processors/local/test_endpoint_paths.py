@@ -1,6 +1,6 @@
 """The embedded endpoint's shortcuts on the pipeline's hot paths give moto's own answers.
 
-Kinesis GetRecords, DynamoDB Streams GetRecords, UpdateItem ``SET #a = :a, ...`` (and the requests
+Kinesis GetRecords, UpdateItem ``SET #a = :a, ...`` (and the requests
 that must still fail) and the table stream records they produce, against moto's server and
 ``processors.local.endpoint`` side by side.
 """
