@@ -1,4 +1,4 @@
-"""The local pipeline's processes for ``make run`` (called by ``races/management/commands/runstack.py``).
+"""The local pipeline's processes for ``make run`` (called by ``ops/management/commands/runstack.py``).
 
 :func:`local_pipeline_services` returns plain dicts, so that ``processors/`` stays free of Django:
 the embedded AWS endpoint (unless ``AWS_ENDPOINT_URL`` is already set, e.g. to LocalStack), a
