@@ -137,13 +137,16 @@ class Rig:
         assert result.lost == 0
         return result.messages
 
-    def play_in_background(self, race: RaceSpec, racers: range, speed: float) -> tuple[threading.Thread, dict]:
+    def play_in_background(
+        self, race: RaceSpec, racers: range, speed: float, stop: threading.Event | None = None
+    ) -> tuple[threading.Thread, dict]:
         """The race played by a thread (its PutRecords retry while the endpoint is down); ``holder["result"]``."""
         holder: dict[str, Any] = {}
         simulator = Simulator(boto3.client("kinesis"), self.resources.stream_name)
         thread = threading.Thread(
             target=lambda: holder.setdefault(
-                "result", simulator.play(race, profiles([(r, None) for r in racers]), speed=speed, collect=True)
+                "result",
+                simulator.play(race, profiles([(r, None) for r in racers]), speed=speed, collect=True, stop=stop),
             ),
             daemon=True,
         )
