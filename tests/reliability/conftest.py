@@ -239,7 +239,7 @@ def expected_figures(messages: list[dict]) -> tuple[dict[int, float], dict[int, 
     return {racer: round(sum(s.values()), 4) for racer, s in per_second.items()}, per_second
 
 
-def assert_exact(rig: Rig, race: RaceSpec, messages: list[dict], *, dead_letters: int) -> dict[str, Any]:
+def assert_exact(rig: Rig, race: RaceSpec, messages: list[dict], *, dead_letters: int | None) -> dict[str, Any]:
     """Results, bests and history equal the recomputation from ``messages``: nothing lost, nothing twice."""
     scores, per_second = expected_figures(messages)
     table = rig.table()
