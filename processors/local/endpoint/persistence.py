@@ -57,8 +57,10 @@ _HEADER = struct.Struct("<I")
 READ_PREFIXES = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "TransactGet", "Head")
 # Backends never snapshotted: the table-stream service only holds iterators (ephemeral, unbounded).
 EPHEMERAL_BACKENDS = frozenset({("moto.dynamodbstreams.models", "dynamodbstreams_backends")})
-WSGI_KEYS = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "SERVER_NAME")
-WSGI_KEYS += ("SERVER_PORT", "SERVER_PROTOCOL", "REQUEST_URI", "RAW_URI", "REMOTE_ADDR", "wsgi.url_scheme")
+WSGI_KEYS = frozenset(
+    {"REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "SERVER_NAME", "SERVER_PORT"}
+    | {"SERVER_PROTOCOL", "REQUEST_URI", "RAW_URI", "REMOTE_ADDR", "wsgi.url_scheme"}
+)
 
 _thread = threading.local()
 
@@ -184,7 +186,7 @@ def _pickler(handle: Any) -> pickle.Pickler:
     # moto's SQS queues hold a Condition (a lock): a fresh one on load.
     table[type(threading.Lock())] = lambda _lock: (threading.Lock, ())
     table[type(threading.RLock())] = lambda _lock: (threading.RLock, ())
-    pickler.dispatch_table = table  # type: ignore[attr-defined]
+    pickler.dispatch_table = table
     return pickler
 
 
