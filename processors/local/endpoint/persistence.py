@@ -23,7 +23,8 @@ history object and dead letter. :class:`PersistentApp` wraps moto's WSGI applica
   ``snapshot.pickle`` (written aside, fsynced, renamed); the older journals are then deleted. The
   server does not wait for the pickling (copy-on-write, as Redis's BGSAVE).
 - **Start.** The snapshot is loaded, the journals from its generation on are replayed in order (an
-  entry cut short by a kill is ignored: its request got no answer), and a snapshot is taken at once.
+  entry cut short by a kill is ignored: its request got no answer), and a snapshot is started at once
+  (the endpoint serves meanwhile).
 
 Not kept: table-stream shard iterators (an old iterator fails and the runner re-reads from its
 checkpoint, as with an expired one). The state belongs to the pinned moto version: a snapshot of
@@ -311,9 +312,11 @@ class PersistentApp:
                 self._apply(seq, when, environ, body, lambda *_args: None)
                 self.next_seq = seq + 1
                 self.replayed += 1
-        self.generation = max([first_generation, *(generation for generation, _ in journals)]) + 1
-        self._open_journal()
-        self._snapshot(wait=True)
+        for stale in self.directory.glob(f".{SNAPSHOT}.*"):  # a snapshot cut short by a stop
+            stale.unlink(missing_ok=True)
+        self.generation = max([first_generation, *(generation for generation, _ in journals)])
+        # The state as of now goes to a new snapshot while the endpoint already serves (a forked child).
+        self._snapshot(wait=False)
         figures = {
             "snapshot_s": round(loaded - started, 3),
             "replayed": self.replayed,
