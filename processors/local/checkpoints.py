@@ -3,8 +3,9 @@
 A checkpoint remembers, per shard, the sequence number of the last record whose processing is
 complete (and whether the shard has been read to its end). It also stores the identity of the
 stream it belongs to (creation time / stream label), so that a checkpoint of a stream that no
-longer exists (the embedded endpoint keeps its data in memory) is ignored instead of skipping
-the first records of the new stream.
+longer exists (an endpoint whose state was wiped or kept in memory) is ignored instead of skipping
+the first records of the new stream. The embedded endpoint of ``make run`` keeps its state with the
+same creation times across restarts (``processors/local/endpoint/persistence.py``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ within seconds in a demo (the template's 60 s applies on AWS).
 
 from __future__ import annotations
 
+import os
+
 from processors.local.endpoint import DEFAULT_PORT, HOST
 from processors.local.runner.config import PARAMETER_ENV
 
@@ -27,10 +29,14 @@ def local_pipeline_services(*, python: str, base_env: dict[str, str]) -> list[di
         base_env["AWS_ENDPOINT_URL"] = endpoint
         base_env.setdefault("AWS_ACCESS_KEY_ID", "testing")
         base_env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        # Its state is kept under var/aws (endpoint/persistence.py); ALLEYCAT_AWS_STATE_DIR= (empty) keeps it in memory.
+        var = base_env.get("ALLEYCAT_VAR_DIR") or "var"
+        state = base_env.get("ALLEYCAT_AWS_STATE_DIR", os.path.join(var, "aws"))
         services.append(
             {
                 "name": "aws",
                 "argv": [python, "-m", "processors.local.endpoint", port],
+                "env": {"ALLEYCAT_AWS_STATE_DIR": state},
                 "ready_url": f"{endpoint}/moto-api/",
             }
         )

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from processors.local.endpoint import DEFAULT_PORT, HOST, fixes, speedups
+from processors.local.endpoint import DEFAULT_PORT, HOST, fixes, persistence, speedups
 
 
 def _exit_after_grace(_signum: int, _frame: Any) -> None:
@@ -34,10 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     os.environ.setdefault("MOTO_PORT", str(port))
     signal.signal(signal.SIGTERM, _exit_after_grace)
+    app: Any = DomainDispatcherApplication(create_backend_app)
+    directory = persistence.state_directory()
+    if directory is not None:  # make run: the state survives a stop (persistence.py)
+        app = persistence.PersistentApp(app, directory)
+        app.restore()
     print(f"embedded AWS endpoint (moto) on http://{HOST}:{port}", flush=True)
-    run_simple(
-        HOST, port, DomainDispatcherApplication(create_backend_app), threaded=True, request_handler=MotoRequestHandler
-    )
+    run_simple(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)
     return 0
 
 

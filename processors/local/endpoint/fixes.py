@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time
 from typing import Any
 
 from processors.local.endpoint import replace
@@ -37,6 +36,7 @@ def _int_env(name: str, default: int) -> int:
 
 
 def apply() -> None:
+    from moto.core import utils
     from moto.dynamodb.models.table import StreamShard
     from moto.kinesis.exceptions import InvalidArgumentError
     from moto.kinesis.models import Shard, Stream
@@ -52,7 +52,7 @@ def apply() -> None:
         with put_lock:
             sequence = original_put(self, partition_key, data, explicit_hash_key)
         if int(sequence) % _TRIM_EVERY == 0:
-            cutoff = time.time() - retention
+            cutoff = utils.unix_time() - retention  # moto's clock: the same again when a journal is replayed
             while self.records:
                 oldest = next(iter(self.records))
                 if self.records[oldest].created_at >= cutoff:
