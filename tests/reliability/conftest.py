@@ -30,8 +30,8 @@ from processors.local.bootstrap import Resources, bootstrap
 from processors.local.simulator import RaceSpec, Simulator, profiles
 from processors.local.template import load_local_settings
 from processors.table import RaceIdentity, ResultsTable
-from tests.conftest import AWS_TEST_ENV, free_port, wait_for_http
-from tests.pipeline.conftest import RunnerProcess, wait_until
+from tests.conftest import AWS_TEST_ENV, free_port, wait_for_http, wait_until
+from tests.pipeline.conftest import RunnerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 90.0  # generous: a loaded 2-core machine runs these next to other work

@@ -15,12 +15,12 @@ import time_machine
 from django.utils import timezone
 
 from leaderboards import integrations
-from processors import config
+from processors import clients
 from processors.local.simulator import RaceSpec
-from processors.table import store
+from processors.table import get_results_table
 from races.models import Race, RaceClass, RaceSchedule
 from races.tasks import rotate
-from tests.pipeline.conftest import wait_until
+from tests.conftest import wait_until
 from tests.reliability.conftest import TIMEOUT, Rig, expected_figures
 
 SCHEDULE_REASONS = {"unknown_race", "class_mismatch", "second_out_of_race", "late", "race_full"}
@@ -30,9 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.reliability, pytest.mark.django_db]
 
 def _clear_clients() -> None:
     integrations.clients_clear()
-    config.get_config.cache_clear()
-    store.get_dynamodb_client.cache_clear()
-    store.get_results_table.cache_clear()
+    clients.clear()
 
 
 def run_beat(instants: list[datetime], capture) -> dict[datetime, tuple]:
@@ -42,7 +40,7 @@ def run_beat(instants: list[datetime], capture) -> dict[datetime, tuple]:
     for instant in instants:
         with time_machine.travel(instant, tick=False), capture(execute=True):
             rotate()  # the task itself, as the worker runs it when beat fires
-    table = store.get_results_table()
+    table = get_results_table()
     found = {}
     for race in Race.objects.filter(race_class=klass).order_by("starts_at"):
         identity = table.race_identity(race.pk)

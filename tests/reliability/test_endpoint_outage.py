@@ -13,11 +13,10 @@ import pytest
 from django.utils import timezone
 
 from leaderboards import integrations
-from processors import config
+from processors import clients
 from processors.local.simulator import RaceSpec
-from processors.table import store
 from races.models import Race, RaceClass, Racer
-from tests.pipeline.conftest import wait_until
+from tests.conftest import wait_until
 from tests.reliability.conftest import OUTAGE_SECONDS, TIMEOUT, Rig, assert_exact
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability, pytest.mark.django_db]
@@ -34,9 +33,7 @@ PAGE_PATHS = ["/races/{race}/", "/classes/{klass}/leaderboard/", "/racers/{racer
 
 def _clear_clients() -> None:
     integrations.clients_clear()
-    config.get_config.cache_clear()
-    store.get_dynamodb_client.cache_clear()
-    store.get_results_table.cache_clear()
+    clients.clear()
 
 
 def test_endpoint_down_30_s_gives_503_and_the_runner_resumes(rig: Rig, client):

@@ -18,8 +18,8 @@ from processors.local.bootstrap import bootstrap
 from processors.local.simulator import RaceSpec
 from processors.local.template import load_local_settings
 from tests.conftest import AWS_TEST_ENV, free_port, wait_for_http
+from tests.ops.test_runstack import Output
 from tests.reliability.conftest import TIMEOUT, EndpointProcess, Rig, assert_exact
-from tests.test_stack import Output
 
 ROOT = Path(__file__).resolve().parents[2]
 

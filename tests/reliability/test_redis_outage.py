@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from processors.local.simulator import RaceSpec
 from races.models import Race, RaceClass
-from tests.pipeline.conftest import GroupListener, wait_until
+from tests.conftest import wait_until
+from tests.pipeline.conftest import GroupListener
 from tests.reliability.conftest import OUTAGE_SECONDS, TIMEOUT, Rig, assert_exact
 from tests.reliability.test_endpoint_outage import _clear_clients
 

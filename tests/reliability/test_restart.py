@@ -11,7 +11,7 @@ import time
 import pytest
 
 from processors.local.simulator import RaceSpec
-from tests.pipeline.conftest import wait_until
+from tests.conftest import wait_until
 from tests.reliability.conftest import TIMEOUT, Rig, assert_exact, kill, random_moment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.conftest import wait_until
+from tests.conftest import wait_until
 from tests.reliability.conftest import REPO, TIMEOUT, Rig, random_moment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
