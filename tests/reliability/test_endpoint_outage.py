@@ -17,18 +17,10 @@ from processors import clients
 from processors.local.simulator import RaceSpec
 from races.models import Race, RaceClass, Racer
 from tests.conftest import wait_until
+from tests.leaderboards.test_store_errors import API_PATHS, PAGE_PATHS
 from tests.reliability.conftest import OUTAGE_SECONDS, TIMEOUT, Rig, assert_exact
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability, pytest.mark.django_db]
-
-API_PATHS = [
-    "/api/races/{race}/results/",
-    "/api/races/{race}/live/",
-    "/api/classes/{klass}/leaderboard/",
-    "/api/racers/{racer}/",
-    "/api/racers/{racer}/results/",
-]
-PAGE_PATHS = ["/races/{race}/", "/classes/{klass}/leaderboard/", "/racers/{racer}/"]
 
 
 def _clear_clients() -> None:
