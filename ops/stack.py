@@ -2,8 +2,14 @@
 
 Each service is a child process in its own process group; Ctrl-C (or SIGTERM) stops them
 all, gracefully first, then by force. Children also receive SIGTERM if this process dies
-abruptly (Linux parent-death signal), so a second ``make run`` needs no clean-up. If any
-child exits on its own, the rest are stopped and the command fails loudly.
+abruptly (Linux parent-death signal), so a second ``make run`` needs no clean-up.
+
+A child that exits on its own (a crash, an OOM kill, someone's ``kill -9``) is started again after
+a short pause, as a process supervisor would: every part of the stack resumes from what it keeps
+(the endpoint from ``var/aws/``, the runner from its checkpoints, the site from its database, see
+README "Reliability"). A child that keeps dying (``MAX_RESTARTS`` exits within
+``RESTART_WINDOW_SECONDS``) is a crash loop, not a fault to ride out: then the rest are stopped and
+the command fails loudly, with the child's own output above.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from pathlib import Path
 logger = logging.getLogger("alleycat.stack")
 
 STOP_GRACE_SECONDS = 10
+MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 60.0
+RESTART_PAUSE_SECONDS = 1.0
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -52,6 +61,7 @@ class Stack:
         self.cwd = cwd
         self.base_env = base_env
         self.procs: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, list[float]] = {}  # monotonic times of each service's restarts
         self._stopping = threading.Event()
 
     def _spawn(self, service: Service) -> subprocess.Popen:
@@ -99,12 +109,28 @@ class Stack:
                     time.sleep(0.2)
 
     def wait(self) -> int:
-        """Block until Ctrl-C/SIGTERM or a child exits; returns the exit code for the command."""
+        """Block until Ctrl-C/SIGTERM, restarting children that exit; returns the exit code for the command."""
+        services = {service.name: service for service in self.services}
         while not self._stopping.is_set():
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    logger.error("%s exited with code %s; stopping everything", name, proc.returncode)
+            for name, proc in list(self.procs.items()):
+                if proc.poll() is None or self._stopping.is_set():
+                    continue
+                now = time.monotonic()
+                recent = [at for at in self.restarts.get(name, []) if now - at < RESTART_WINDOW_SECONDS]
+                if len(recent) >= MAX_RESTARTS:
+                    logger.error(
+                        "%s exited with code %s, %d times within %.0f s; stopping everything",
+                        name,
+                        proc.returncode,
+                        len(recent) + 1,
+                        RESTART_WINDOW_SECONDS,
+                    )
                     return 1
+                logger.warning("%s exited with code %s; starting it again", name, proc.returncode)
+                if self._stopping.wait(RESTART_PAUSE_SECONDS):
+                    break
+                self.restarts[name] = [*recent, now]
+                self.procs[name] = self._spawn(services[name])
             self._stopping.wait(0.5)
         return 0
 
