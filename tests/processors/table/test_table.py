@@ -378,7 +378,10 @@ class TestUnavailable:
 
 class TestNoScan:
     def test_no_scan_in_processors_source(self) -> None:
+        # The pipeline's code; processors/local is the stand-in for AWS (its endpoint names every action).
         for path in PROCESSORS.rglob("*.py"):
+            if path.is_relative_to(PROCESSORS / "local"):
+                continue
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
                 if isinstance(node, ast.Attribute):
