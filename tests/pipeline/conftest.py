@@ -117,14 +117,17 @@ class GroupListener:
         channel = await self.layer.new_channel()
         await self.layer.group_add(self.group, channel)
         self._ready.set()
+        # One receive at a time, never cancelled while listening: channels_redis's pub/sub layer takes
+        # a cancelled receive for a consumer leaving and drops the channel's queue with what is in it.
+        receiving = asyncio.ensure_future(self.layer.receive(channel))
         try:
             while not self._stop.is_set():
-                try:
-                    message = await asyncio.wait_for(self.layer.receive(channel), timeout=0.5)
-                except TimeoutError:
-                    continue
-                self.messages.append(message)
+                done, _ = await asyncio.wait({receiving}, timeout=0.5)
+                if receiving in done:
+                    self.messages.append(receiving.result())
+                    receiving = asyncio.ensure_future(self.layer.receive(channel))
         finally:
+            receiving.cancel()
             await self.layer.group_discard(self.group, channel)
 
     def __enter__(self) -> GroupListener:
