@@ -138,3 +138,14 @@ class GroupListener:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+def history_covers(history: dict[str, Any] | None, per_second: dict[int, dict[int, float]]) -> bool:
+    """The class's history object holds a value for every second each racer rode (``per_second``)."""
+    if history is None:
+        return False
+    rows = history["racers"]
+    return all(
+        str(racer) in rows and sum(value is not None for value in rows[str(racer)]) >= len(seconds)
+        for racer, seconds in per_second.items()
+    )

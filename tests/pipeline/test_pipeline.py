@@ -24,7 +24,7 @@ from processors.local.simulator import RaceSpec, SimulationResult, Simulator, pr
 from processors.local.template import load_local_settings
 from processors.table import RaceIdentity, ResultsTable
 from tests.conftest import wait_until
-from tests.pipeline.conftest import GroupListener
+from tests.pipeline.conftest import GroupListener, history_covers
 
 pytestmark = pytest.mark.e2e
 
@@ -115,14 +115,7 @@ def assert_race_exact(resources: Resources, race: RaceSpec, messages: list[dict]
 
     def history_complete():
         history = history_object(resources, race.class_id)
-        if history is None:
-            return None
-        rows = history["racers"]
-        done = all(
-            str(racer) in rows and sum(value is not None for value in rows[str(racer)]) >= len(seconds)
-            for racer, seconds in per_second.items()
-        )
-        return history if done else None
+        return history if history_covers(history, per_second) else None
 
     history = wait_until(history_complete, timeout=PIPELINE_TIMEOUT, what="history object", output=output)
     for racer, seconds in per_second.items():

@@ -31,7 +31,7 @@ from processors.local.simulator import RaceSpec, Simulator, profiles
 from processors.local.template import load_local_settings
 from processors.table import RaceIdentity, ResultsTable
 from tests.conftest import AWS_TEST_ENV, free_port, wait_for_http, wait_until
-from tests.pipeline.conftest import RunnerProcess
+from tests.pipeline.conftest import RunnerProcess, history_covers
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 90.0  # generous: a loaded 2-core machine runs these next to other work
@@ -264,14 +264,7 @@ def assert_exact(rig: Rig, race: RaceSpec, messages: list[dict], *, dead_letters
 
     def history_complete() -> dict[str, Any] | None:
         history = rig.history(race.class_id)
-        if history is None:
-            return None
-        rows = history["racers"]
-        done = all(
-            str(racer) in rows and sum(value is not None for value in rows[str(racer)]) >= len(seconds)
-            for racer, seconds in per_second.items()
-        )
-        return history if done else None
+        return history if history_covers(history, per_second) else None
 
     history = wait_until(history_complete, timeout=TIMEOUT, what="the history object", output=rig.output)
     for racer, seconds in per_second.items():
