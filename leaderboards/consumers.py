@@ -16,6 +16,7 @@ socket cannot take what it is sent is closed (4008) and dropped, without others 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -106,6 +107,46 @@ async def standings_message(event: dict[str, Any], *, top: int, racer_id: int | 
     }
 
 
+class SharedStandingsText:
+    """The JSON text of a standings message, encoded once per version for every consumer of the process.
+
+    All of a process's viewers of a race get the same top rows; only ``racer`` differs. Encoding the
+    whole message per consumer cost more than anything else in the web process at 1,000 viewers
+    (py-spy, bench/bench_viewers.py), so the common part is encoded once and each consumer appends its
+    own row. The text is what ``json.dumps(standings_message(...))`` gives, key for key.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self.texts: dict[tuple, str] = {}
+
+    def head(self, event: dict[str, Any], top: int) -> str:
+        key = (event.get("race_id"), event.get("version"), event.get("updated_at"), event.get("total"), top)
+        text = self.texts.get(key)
+        if text is None:
+            message = {
+                "type": "standings",
+                "race_id": event.get("race_id"),
+                "class_id": event.get("class_id"),
+                "total": event.get("total"),
+                "version": event.get("version"),
+                "updated_at": event.get("updated_at"),
+                "rows": list((event.get("rows") or ())[:top]),
+            }
+            text = json.dumps(message)[:-1]  # without the closing brace: ``racer`` follows
+            if len(self.texts) >= self.size:
+                self.texts.pop(next(iter(self.texts)))
+            self.texts[key] = text
+        return text
+
+    async def text(self, event: dict[str, Any], *, top: int, racer_id: int | None) -> str:
+        head = self.head(event, top)
+        return f'{head}, "racer": {json.dumps(await own_row(event, racer_id))}}}'
+
+
+_standings_text = SharedStandingsText()
+
+
 def _race_message(race: Race) -> dict[str, Any]:
     payload = race_payload(race)
     payload["status"] = race.state_at(timezone.now())
@@ -192,7 +233,10 @@ class _StandingsConsumer(LoopOnlyDispatch, AsyncJsonWebsocketConsumer):
         """Every message after accept goes through the gate (bounded, in order)."""
         if self.gate is None:
             return await super().send_json(content, close)
-        if not await self.gate.put({"type": "websocket.send", "text": await self.encode_json(content)}):
+        await self.send_text(await self.encode_json(content))
+
+    async def send_text(self, text: str) -> None:
+        if not await self.gate.put({"type": "websocket.send", "text": text}):
             await self._too_slow()
 
     async def _too_slow(self) -> None:
@@ -237,7 +281,11 @@ class _StandingsConsumer(LoopOnlyDispatch, AsyncJsonWebsocketConsumer):
         if version <= self.version:
             return  # older than what this client has (a snapshot or a later update)
         self.version = version
-        await self.send_json(await standings_message(event, top=self.top, racer_id=self.racer_id))
+        text = await _standings_text.text(event, top=self.top, racer_id=self.racer_id)
+        if self.gate is None:
+            await self.send(text_data=text)
+        else:
+            await self.send_text(text)
 
     async def race_finished(self, event):
         await self.send_json({"type": "race.finished", "race": event.get("race")})

@@ -244,18 +244,25 @@ def live_snapshot_from_standings(
 ) -> LiveSnapshot:
     if standings is None:
         return LiveSnapshot(race_id, class_id, 0, None, 0, [], None)
+    # Only the rows sent are built (a connect storm of viewers reads a 1,000-row board each time).
+    rows = standings.rows
     ranked = [
         RankedLiveRow(rank, row.racer_id, row.name, row.score, row.second, row.output, row.finished)
-        for rank, row in enumerate(standings.rows, start=1)
+        for rank, row in enumerate(rows[:top], start=1)
     ]
-    own = next((row for row in ranked if row.racer_id == racer_id), None) if racer_id is not None else None
+    own = None
+    if racer_id is not None:
+        for rank, row in enumerate(rows, start=1):
+            if row.racer_id == racer_id:
+                own = RankedLiveRow(rank, row.racer_id, row.name, row.score, row.second, row.output, row.finished)
+                break
     return LiveSnapshot(
         race_id=standings.race_id,
         class_id=standings.class_id,
         version=standings.version,
         updated_at_ms=standings.updated_at_ms,
-        total=len(ranked),
-        rows=ranked[:top],
+        total=len(rows),
+        rows=ranked,
         racer_row=own,
     )
 

@@ -38,3 +38,32 @@ async def test_idle_subscriber_outlives_the_socket_timeout(redis_url, monkeypatc
     client = redis.Redis.from_url(redis_url)
     assert [name.decode() for name in client.pubsub_channels()] == ["asgi__group__race.7"]
     await layer.flush()
+
+
+@pytest.mark.asyncio
+async def test_a_group_message_is_decoded_once_for_all_its_consumers(redis_url, monkeypatch):
+    config = _production_layer_config(monkeypatch, redis_url)
+    layer = GroupsOnlyPubSubChannelLayer(**config["CONFIG"])
+    decoded = []
+    original = type(layer._serializer).deserialize
+
+    def counting(serializer, message):
+        decoded.append(message)
+        return original(serializer, message)
+
+    monkeypatch.setattr(type(layer._serializer), "deserialize", counting)
+    channels = [await layer.new_channel() for _ in range(50)]
+    for channel in channels:
+        await layer.group_add("race.9", channel)
+    event = {"type": "standings.update", "version": 3, "rows": [{"racer_id": 1, "score": 2.5}]}
+    await layer.group_send("race.9", event)
+    received = [await asyncio.wait_for(layer.receive(channel), 5) for channel in channels]
+    assert received == [event] * 50
+    assert len(decoded) == 1  # not once per consumer
+    # each consumer has a dict of its own (a consumer adding a key does not change the others')
+    received[0]["extra"] = True
+    assert "extra" not in received[1]
+    await layer.group_send("race.9", event | {"version": 4})
+    assert (await asyncio.wait_for(layer.receive(channels[0]), 5))["version"] == 4
+    assert len(decoded) == 2
+    await layer.flush()

@@ -231,3 +231,37 @@ class TestConnectionLimit:
         assert (await fourth.receive_json_from())["type"] == "snapshot"
         for communicator in (second, fourth):
             await communicator.disconnect()
+
+
+class TestSharedStandingsText:
+    """The standings text is encoded once per version and is exactly the message's JSON."""
+
+    async def test_same_text_as_the_whole_message_encoded_per_consumer(self, monkeypatch):
+        from leaderboards import consumers
+
+        standings = LiveStandings(
+            4, 2, [LiveRow(i, f"R{i}", float(500 - i), 30, 1.5, i == 3) for i in range(1, 9)], 7, 1
+        )
+        event = {"type": "standings.update", **publisher_message(standings, top_rows=5)}
+        shared = consumers.SharedStandingsText()
+        encodes = []
+        original = consumers.json.dumps
+        monkeypatch.setattr(consumers.json, "dumps", lambda value: encodes.append(value) or original(value))
+        for racer_id in (2, 4, None):
+            text = await shared.text(event, top=5, racer_id=racer_id)
+            expected = await consumers.standings_message(event, top=5, racer_id=racer_id)
+            assert json.loads(text) == expected
+            assert text == original(expected)
+        # one encode of the shared part, then only each consumer's own row
+        whole = [value for value in encodes if isinstance(value, dict) and "rows" in value]
+        assert len(whole) == 1
+        assert len(await shared.text(event | {"version": 8}, top=5, racer_id=2)) > 0
+        assert len([value for value in encodes if isinstance(value, dict) and "rows" in value]) == 2
+
+    async def test_keeps_a_bounded_number_of_versions(self):
+        from leaderboards import consumers
+
+        shared = consumers.SharedStandingsText(size=4)
+        for version in range(1, 20):
+            shared.head({"race_id": 1, "version": version, "rows": []}, 100)
+        assert len(shared.texts) == 4
