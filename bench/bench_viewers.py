@@ -9,6 +9,10 @@ last viewer receiving the same standings version) p50/p95, ride ack latency p50/
 commands per standings change (``INFO stats`` / ``INFO commandstats`` deltas) and the CPU of the web
 process, as one JSON object on the last line.
 
+The viewers run in ``--client-procs`` processes of their own (each an event loop), so that one
+client process decoding 1,000 sockets' messages is not what the spread measures; receive times are
+``time.monotonic()``, one clock for every process on Linux. The riders run in the main process.
+
 Without ``--url`` it starts its own stack (``manage.py runstack`` with SIMULATE=0 on a free port and a
 temporary ALLEYCAT_VAR_DIR) and stops it at the end. With ``--url`` give the stack's ``--var-dir``
 (riders' accounts and sessions are written to its database; Redis is its embedded socket)::
@@ -20,9 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -137,6 +144,30 @@ class Results:
     acks: list[tuple[float, float]] = field(default_factory=list)  # (sent at, latency)
     ride_errors: dict[str, int] = field(default_factory=dict)
     readings: int = 0
+    cpu_s: float = 0.0
+
+
+def viewer_worker(jobs: list[tuple[int, str, float]], stop_at: float) -> Results:
+    """One client process: each viewer connects at its (monotonic) time and listens until ``stop_at``."""
+
+    async def main() -> Results:
+        results = Results()
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.ensure_future(viewer(index, url, max(0.0, at - time.monotonic()), stop, results))
+            for index, url, at in jobs
+        ]
+        await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return results
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    results = asyncio.run(main())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.cpu_s = usage.ru_utime + usage.ru_stime
+    return results
 
 
 async def viewer(index: int, url: str, delay: float, stop: asyncio.Event, results: Results) -> None:
@@ -224,6 +255,38 @@ def web_process(port: int) -> psutil.Process | None:
     return None
 
 
+def process_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of every process on the machine, by pid, with a short name."""
+    found = {}
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        cmdline, times = process.info["cmdline"], process.info["cpu_times"]
+        if not cmdline or times is None:
+            continue
+        found[process.pid] = (_short_name(process, cmdline), times.user + times.system)
+    return found
+
+
+def _short_name(process: psutil.Process, cmdline: list[str]) -> str:
+    if any("multiprocessing" in word for word in cmdline):  # a spawned worker: named after its parent
+        try:
+            parent = process.parent()
+            return "worker of " + _short_name(parent, parent.cmdline()) if parent else "worker"
+        except psutil.Error:
+            return "worker"
+    words = [w for w in cmdline if not w.startswith("-") and "python" not in w]
+    return " ".join(Path(w).name if "/" in w else w for w in words[:3])[:60]
+
+
+def cpu_shares(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], wall: float) -> dict:
+    """Percent of one CPU per process name over the window (processes of one name summed)."""
+    shares: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        used = cpu - before.get(pid, (name, 0.0))[1]
+        shares[name] = shares.get(name, 0.0) + 100 * used / wall
+    top = sorted(shares.items(), key=lambda item: -item[1])[:10]
+    return {name: round(share, 1) for name, share in top if share >= 1}
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -241,8 +304,13 @@ async def run(args, setup: dict, base: str, redis_client: redis.Redis, web: psut
         tasks.append(
             asyncio.ensure_future(rider(f"{base}/ws/ride/", session, racer_id, class_id, delay, stop, results))
         )
-    await asyncio.sleep(3)  # standings start flowing
+    # Viewers in their own processes: connect over the ramp from 4 s on (the riders' standings flow by
+    # then), listen until 2 s after the window so that versions first seen in it reach everyone.
+    start = time.monotonic() + 4
+    window_start = start + args.ramp + 2
+    window_end = window_start + args.duration
     half = args.viewers // 2
+    jobs: list[list[tuple[int, str, float]]] = [[] for _ in range(args.client_procs)]
     for i in range(args.viewers):
         racer = RIDER_ID_BASE + 1 + (i % max(1, args.riders))
         path = (
@@ -250,19 +318,32 @@ async def run(args, setup: dict, base: str, redis_client: redis.Redis, web: psut
             if i < half or args.viewers == 1
             else f"/ws/classes/{class_id}/?racer={racer}"
         )
-        delay = args.ramp * i / max(1, args.viewers)
-        tasks.append(asyncio.ensure_future(viewer(i, base + path, delay, stop, results)))
-    await asyncio.sleep(args.ramp + 2)
-    # Measuring window: after every viewer has connected.
-    window_start = time.monotonic()
-    before = redis_counters(redis_client)
-    cpu_before = web.cpu_times() if web else None
-    await asyncio.sleep(args.duration)
-    after = redis_counters(redis_client)
-    cpu_after = web.cpu_times() if web else None
-    window_end = time.monotonic()
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        jobs[i % args.client_procs].append((i, base + path, start + args.ramp * i / max(1, args.viewers)))
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ProcessPoolExecutor(
+        args.client_procs, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        workers = [loop.run_in_executor(pool, viewer_worker, chunk, window_end + 2) for chunk in jobs if chunk]
+        await asyncio.sleep(max(0.0, window_start - time.monotonic()))
+        before = redis_counters(redis_client)
+        cpu_before = web.cpu_times() if web else None
+        machine_before = process_cpu()
+        await asyncio.sleep(max(0.0, window_end - time.monotonic()))
+        after = redis_counters(redis_client)
+        cpu_after = web.cpu_times() if web else None
+        machine_after = process_cpu()
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        client_cpu = 0.0
+        for part in await asyncio.gather(*workers):
+            results.failures.extend(part.failures)
+            results.connected += part.connected
+            results.snapshots += part.snapshots
+            results.closed_early += part.closed_early
+            for key, times in part.versions.items():
+                results.versions.setdefault(key, {}).update(times)
+            results.first_version.update(part.first_version)
+            client_cpu += part.cpu_s
 
     # Versions first received inside the window; spread over the viewers that got it.
     in_window = {
@@ -307,6 +388,10 @@ async def run(args, setup: dict, base: str, redis_client: redis.Redis, web: psut
         "redis_out_bytes_per_change": round(delta["net_out"] / changes) if changes else None,
         "redis_commands_in_window": {k: v for k, v in delta.items() if not k.startswith("net_")},
         "web_cpu_percent": cpu,
+        "viewer_client_cpu_s": round(client_cpu, 1),
+        "cpu_percent_by_process": cpu_shares(machine_before, machine_after, wall),
+        "load_average_1m": round(os.getloadavg()[0], 1),
+        "client_procs": args.client_procs,
         "window_s": round(wall, 1),
     }
 
@@ -322,6 +407,7 @@ def main() -> int:
     parser.add_argument("--class-id", type=int)
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which the viewers connect")
     parser.add_argument("--duration", type=float, default=30.0, help="measuring window (s)")
+    parser.add_argument("--client-procs", type=int, default=4, help="processes the viewers are spread over")
     args = parser.parse_args()
 
     stack = None
@@ -373,6 +459,8 @@ def main() -> int:
                 },
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                # the bikes, as the stack's own simulator: below the web tier (ALLEYCAT_STANDIN_NICE)
+                preexec_fn=lambda: os.nice(int(os.environ.get("ALLEYCAT_STANDIN_NICE", "5"))),  # noqa: PLW1509
             )
         redis_client = redis.Redis(unix_socket_path=str(var_dir / "redis" / "redis.sock"))
         web = web_process(port)

@@ -15,6 +15,7 @@ the command fails loudly, with the child's own output above.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -34,8 +35,10 @@ RESTART_WINDOW_SECONDS = 60.0
 RESTART_PAUSE_SECONDS = 1.0
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _die_with_parent(nice: int = 0) -> None:  # runs in the child between fork and exec
     os.setsid()
+    if nice:
+        os.nice(nice)
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -53,6 +56,7 @@ class Service:
     ready: Callable[[], bool] | None = None  # poll until true before starting the next service
     ready_timeout: float = 60.0
     oneshot: bool = False  # runs to completion (e.g. bootstrap) before the next service starts
+    nice: int = 0  # CPU priority below the others' (``nice``): the AWS stand-ins yield to the web tier
 
 
 class Stack:
@@ -72,7 +76,7 @@ class Stack:
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for setsid + parent-death signal
+            preexec_fn=functools.partial(_die_with_parent, service.nice),  # noqa: PLW1509 - setsid + death signal
             bufsize=1,
             text=True,
             errors="replace",

@@ -114,7 +114,23 @@ def _service_from_spec(spec: dict) -> Service:
         env=dict(spec.get("env") or {}),
         ready=(lambda: _http_ok(ready_url)) if ready_url else None,
         oneshot=bool(spec.get("oneshot", False)),
+        nice=standin_nice(),
     )
+
+
+def standin_nice() -> int:
+    """CPU priority of the processes that stand in for AWS and for the bikes (``ALLEYCAT_STANDIN_NICE``).
+
+    On one machine the embedded endpoint, the event-source runner and the simulator compete with
+    the web tier for the CPUs; in production they are AWS's and the riders' machines, not the web
+    server's. Giving them a lower priority (default ``nice`` 5) keeps the web tier's latency what
+    it would be (pushes to 1,000 viewers, ride acknowledgements) when the box is saturated; the
+    pipeline then lags instead, which its iterator age shows. 0 treats all alike.
+    """
+    try:
+        return max(0, min(19, int(os.environ.get("ALLEYCAT_STANDIN_NICE", "5"))))
+    except ValueError:
+        return 5
 
 
 def pipeline_services(*, python: str, base_env: dict[str, str]) -> list[Service]:
@@ -141,4 +157,4 @@ def simulator_services(*, python: str, base_env: dict[str, str]) -> list[Service
     if "simulate" not in get_commands():
         return []
     manage = str(settings.BASE_DIR / "manage.py")
-    return [Service("simulator", [python, manage, "simulate", "--demo"])]
+    return [Service("simulator", [python, manage, "simulate", "--demo"], nice=standin_nice())]
