@@ -5,9 +5,8 @@ history object and dead letter. :class:`PersistentApp` wraps moto's WSGI applica
 
 - **Journal.** Every request that may change state (anything but Get*/Describe*/List*/Query/Scan/
   BatchGet*/Head*, S3 GET/HEAD) is appended to ``journal-<generation>.log`` *before* moto applies it,
-  under its lane's lock that also covers moto's handling of it (lanes: Kinesis, everything else;
-  see ``LANES``), so within a lane the journal's order is the order in which moto applied the
-  requests, and nothing a reader can see is missing from the journal. ``os.write``
+  under one lock that also covers moto's handling of it, so the journal's order is the order in which
+  moto applied the requests and nothing a reader can see is missing from the journal. ``os.write``
   puts the entry in the OS page cache before the answer leaves: a killed process (Ctrl-C, SIGKILL)
   loses nothing. (A power cut may: the journal is not fsynced per request.) Reads take no lock.
 - **Determinism.** A replay must rebuild the same state: each entry carries its wall-clock time and
@@ -34,7 +33,6 @@ another version is moved aside and the endpoint starts empty (a warning says so)
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import io
 import json
@@ -262,20 +260,6 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 
 StartResponse = Callable[..., Any]
 
-# Lanes: the services whose state no request of another lane reads or writes. Requests of one lane
-# are applied one at a time, in journal order; requests of different lanes at the same time. So a
-# bike's PutRecords never waits behind the aggregator's DynamoDB writes (before, one lock for all:
-# half of the endpoint's samples under a 1,000-racer race were requests waiting for it). A replay
-# applies the journal in sequence order, which within a lane is the order they were applied in;
-# between independent lanes any order gives the same state.
-LANES = ("kinesis", "other")
-_KINESIS_TARGET = "Kinesis_20131202."
-
-
-def lane_of(environ: dict[str, Any]) -> str:
-    """Kinesis Data Streams (no other service here reads or writes a stream) or everything else."""
-    return "kinesis" if environ.get("HTTP_X_AMZ_TARGET", "").startswith(_KINESIS_TARGET) else "other"
-
 
 class PersistentApp:
     """moto's WSGI application with its state kept under ``directory`` (see the module's docstring)."""
@@ -283,8 +267,7 @@ class PersistentApp:
     def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], directory: Path) -> None:
         self.app = app
         self.directory = directory
-        self.lock = threading.Lock()  # the journal: sequence numbers and appends
-        self.lanes = {name: threading.Lock() for name in LANES}
+        self.lock = threading.Lock()
         self.generation = 0
         self.next_seq = 0
         self._fd: int | None = None
@@ -387,26 +370,16 @@ class PersistentApp:
 
     def _journaled(self, environ: dict[str, Any], body: bytes, start_response: StartResponse) -> list[bytes]:
         kept = {key: value for key, value in environ.items() if key.startswith("HTTP_") or key in WSGI_KEYS}
-        with self.lanes[lane_of(environ)]:
-            with self.lock:
-                seq = self.next_seq
-                self.next_seq += 1
-                when = time.time()
-                self._append(pickle.dumps((seq, when, kept, body), protocol=pickle.HIGHEST_PROTOCOL))
+        with self.lock:
+            seq = self.next_seq
+            self.next_seq += 1
+            when = time.time()
+            self._append(pickle.dumps((seq, when, kept, body), protocol=pickle.HIGHEST_PROTOCOL))
             chunks = self._apply(seq, when, environ, body, start_response)
-        if self._compaction_due():
-            with self._all_lanes(), self.lock:
-                if self._compaction_due():
-                    self._snapshot(wait=False)
+            due = self._compaction_due()
+            if due:
+                self._snapshot(wait=False)
         return chunks
-
-    @contextlib.contextmanager
-    def _all_lanes(self) -> Iterator[None]:
-        """Every lane held (in one order, so never a deadlock): no request is being applied."""
-        with contextlib.ExitStack() as stack:
-            for name in LANES:
-                stack.enter_context(self.lanes[name])
-            yield
 
     def _apply(
         self, seq: int, when: float, environ: dict[str, Any], body: bytes, start_response: StartResponse
