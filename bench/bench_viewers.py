@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,7 +130,13 @@ def prepare(var_dir: Path, port: int, riders: int, class_id: int | None) -> dict
         store.save()
         sessions.append((racer.racer_id, store.session_key))
     seconds_left = race.ends_at.timestamp() - time.time()
-    return {"class_id": race_class.pk, "race_id": race.pk, "sessions": sessions, "seconds_left": seconds_left}
+    return {
+        "class_id": race_class.pk,
+        "race_id": race.pk,
+        "sessions": sessions,
+        "seconds_left": seconds_left,
+        "ends_at": race.ends_at.timestamp(),
+    }
 
 
 @dataclass
@@ -145,6 +152,8 @@ class Results:
     ride_errors: dict[str, int] = field(default_factory=dict)
     readings: int = 0
     cpu_s: float = 0.0
+    acked: list[tuple[int, int, int]] = field(default_factory=list)  # (racer, second, output in 1/10,000)
+    finals: int = 0
 
 
 def viewer_worker(jobs: list[tuple[int, str, float]], stop_at: float) -> Results:
@@ -200,7 +209,14 @@ async def viewer(index: int, url: str, delay: float, stop: asyncio.Event, result
 
 
 async def rider(
-    url: str, session: str, racer_id: int, class_id: int, delay: float, stop: asyncio.Event, results: Results
+    url: str,
+    session: str,
+    racer_id: int,
+    class_id: int,
+    delay: float,
+    stop: asyncio.Event,
+    results: Results,
+    finish: bool = False,
 ):
     await asyncio.sleep(delay)
     try:
@@ -227,11 +243,19 @@ async def rider(
             results.readings += 1
             if reply.get("type") == "ack":
                 results.acks.append((sent, time.monotonic() - sent))
+                results.acked.append((racer_id, reply["second"], round(reply["output"] * 10_000)))
             else:
                 code = reply.get("code", "?")
                 results.ride_errors[code] = results.ride_errors.get(code, 0) + 1
             next_at = max(next_at + 1.0, time.monotonic())  # never a burst to catch up (the rate limit)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        if finish:  # the rider stops riding: a "final" reading, so the results list them as finished
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await ws.send(json.dumps(reading | {"event": "final"}))
+            reply = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            if reply.get("type") == "ack":
+                results.acked.append((racer_id, reply["second"], round(reply["output"] * 10_000)))
+                results.finals += 1
     except (websockets.ConnectionClosed, TimeoutError) as exc:
         results.failures.append("rider lost: " + type(exc).__name__)
     finally:
@@ -294,6 +318,53 @@ def percentile(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
+results_by_run: dict[str, Results] = {}
+
+
+def check_results(http: str, race_id: int, ends_at: float, acked: list[tuple[int, int, int]], settle: float) -> dict:
+    """Every acknowledged reading counted exactly once: each rider's result is the sum over its distinct seconds.
+
+    Polls ``/api/races/<id>/results/`` from the race's end until every rider is listed with that score
+    (or ``settle`` seconds pass). A second acknowledged twice with different outputs (two readings in
+    one clock second) may count either: those riders are compared against every such choice.
+    """
+    seconds: dict[int, dict[int, set[int]]] = {}
+    for racer, second, output in acked:
+        seconds.setdefault(racer, {}).setdefault(second, set()).add(output)
+    expected: dict[int, set[int]] = {}
+    for racer, by_second in seconds.items():
+        totals = {0}
+        for outputs in by_second.values():
+            totals = {total + output for total in totals for output in outputs}
+        expected[racer] = totals
+    time.sleep(max(0.0, ends_at - time.time()))
+    deadline = time.time() + settle
+    got: dict[int, dict] = {}
+    while True:
+        got = {}
+        url: str | None = f"{http}/api/races/{race_id}/results/?limit=1000"
+        while url:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                page = json.load(response)
+            got.update({row["racer_id"]: row for row in page["results"] if row["racer_id"] in expected})
+            url = page.get("next")
+        exact = [r for r, row in got.items() if round(row["score"] * 10_000) in expected[r]]
+        if len(exact) == len(expected) or time.time() >= deadline:
+            break
+        time.sleep(2)
+    wrong = [r for r, row in got.items() if round(row["score"] * 10_000) not in expected[r]]
+    return {
+        "riders_checked": len(expected),
+        "riders_exact": len(exact),
+        "riders_missing": len(expected) - len(got),
+        "riders_wrong": len(wrong),
+        "riders_finished": sum(1 for row in got.values() if row.get("status") == "finished"),
+        "acked_readings": len(acked),
+        "distinct_seconds": sum(len(by_second) for by_second in seconds.values()),
+        "results_complete_after_end_s": round(time.time() - ends_at, 1),
+    }
+
+
 async def run(args, setup: dict, base: str, redis_client: redis.Redis, web: psutil.Process | None) -> dict:
     results = Results()
     stop = asyncio.Event()
@@ -302,7 +373,9 @@ async def run(args, setup: dict, base: str, redis_client: redis.Redis, web: psut
     for i, (racer_id, session) in enumerate(setup["sessions"]):
         delay = i / max(1, len(setup["sessions"]))  # spread over one second
         tasks.append(
-            asyncio.ensure_future(rider(f"{base}/ws/ride/", session, racer_id, class_id, delay, stop, results))
+            asyncio.ensure_future(
+                rider(f"{base}/ws/ride/", session, racer_id, class_id, delay, stop, results, args.check_results)
+            )
         )
     # Viewers in their own processes: connect over the ramp from 4 s on (the riders' standings flow by
     # then), listen until 2 s after the window so that versions first seen in it reach everyone.
@@ -363,6 +436,7 @@ async def run(args, setup: dict, base: str, redis_client: redis.Redis, web: psut
     cpu = None
     if cpu_before and cpu_after:
         cpu = round(100 * ((cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)) / wall, 1)
+    results_by_run["results"] = results
     return {
         "viewers": args.viewers,
         "riders": args.riders,
@@ -407,7 +481,13 @@ def main() -> int:
     parser.add_argument("--class-id", type=int)
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which the viewers connect")
     parser.add_argument("--duration", type=float, default=30.0, help="measuring window (s)")
-    parser.add_argument("--client-procs", type=int, default=4, help="processes the viewers are spread over")
+    parser.add_argument("--client-procs", type=int, default=2, help="processes the viewers are spread over")
+    parser.add_argument(
+        "--check-results",
+        action="store_true",
+        help="riders end with a final reading; after the race, check each rider's result against its acks",
+    )
+    parser.add_argument("--settle", type=float, default=180.0, help="seconds after the race's end to wait for results")
     args = parser.parse_args()
 
     stack = None
@@ -465,6 +545,12 @@ def main() -> int:
         redis_client = redis.Redis(unix_socket_path=str(var_dir / "redis" / "redis.sock"))
         web = web_process(port)
         result = asyncio.run(run(args, setup, f"ws://127.0.0.1:{port}", redis_client, web))
+        if args.check_results:
+            ridden = results_by_run["results"]
+            result["results_check"] = check_results(
+                f"http://127.0.0.1:{port}", setup["race_id"], setup["ends_at"], ridden.acked, args.settle
+            )
+            result["results_check"]["finals_acked"] = ridden.finals
     finally:
         if simulator is not None:
             simulator.terminate()
