@@ -539,8 +539,8 @@ def main() -> int:
                 },
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                # the bikes, as the stack's own simulator: below the web tier (ALLEYCAT_STANDIN_NICE)
-                preexec_fn=lambda: os.nice(int(os.environ.get("ALLEYCAT_STANDIN_NICE", "5"))),  # noqa: PLW1509
+                # the bikes, as the stack's own simulator (ALLEYCAT_STANDIN_NICE, default 0)
+                preexec_fn=lambda: os.nice(int(os.environ.get("ALLEYCAT_STANDIN_NICE", "0"))),  # noqa: PLW1509
             )
         redis_client = redis.Redis(unix_socket_path=str(var_dir / "redis" / "redis.sock"))
         web = web_process(port)

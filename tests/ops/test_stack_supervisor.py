@@ -67,15 +67,17 @@ def test_a_crash_loop_stops_the_stack_with_a_failure(tmp_path, fast_restarts):
 
 
 def test_stand_ins_run_below_the_web_tier(tmp_path, monkeypatch):
-    """The AWS stand-ins and the simulator get ``ALLEYCAT_STANDIN_NICE`` (default 5); the web tier does not."""
+    """The AWS stand-ins and the simulator get ``ALLEYCAT_STANDIN_NICE`` (default 0); the web tier does not."""
     from ops.management.commands.runstack import pipeline_services, standin_nice
 
     monkeypatch.delenv("ALLEYCAT_STANDIN_NICE", raising=False)
-    assert standin_nice() == 5
-    monkeypatch.setenv("ALLEYCAT_STANDIN_NICE", "0")
     assert standin_nice() == 0
-    monkeypatch.setenv("ALLEYCAT_STANDIN_NICE", "not a number")
+    monkeypatch.setenv("ALLEYCAT_STANDIN_NICE", "5")
     assert standin_nice() == 5
+    monkeypatch.setenv("ALLEYCAT_STANDIN_NICE", "not a number")
+    assert standin_nice() == 0
+    monkeypatch.setenv("ALLEYCAT_STANDIN_NICE", "40")
+    assert standin_nice() == 19
     monkeypatch.setenv("ALLEYCAT_STANDIN_NICE", "7")
     stand_ins = pipeline_services(python=sys.executable, base_env=dict(os.environ))
     assert {service.name for service in stand_ins} >= {"aws", "runner"}
