@@ -93,8 +93,8 @@ async def own_row(event: dict[str, Any], racer_id: int | None) -> dict[str, Any]
     return await boards.get_relay().row(race_id, version, racer_id)
 
 
-async def standings_message(event: dict[str, Any], *, top: int, racer_id: int | None) -> dict[str, Any]:
-    """The bounded browser message for a publisher's ``standings.update``."""
+def _standings_common(event: dict[str, Any], top: int) -> dict[str, Any]:
+    """Every field of the browser's standings message but ``racer`` (the same for all viewers)."""
     return {
         "type": "standings",
         "race_id": event.get("race_id"),
@@ -103,8 +103,12 @@ async def standings_message(event: dict[str, Any], *, top: int, racer_id: int | 
         "version": event.get("version"),
         "updated_at": event.get("updated_at"),
         "rows": list((event.get("rows") or ())[:top]),
-        "racer": await own_row(event, racer_id),
     }
+
+
+async def standings_message(event: dict[str, Any], *, top: int, racer_id: int | None) -> dict[str, Any]:
+    """The bounded browser message for a publisher's ``standings.update``."""
+    return {**_standings_common(event, top), "racer": await own_row(event, racer_id)}
 
 
 class SharedStandingsText:
@@ -124,16 +128,7 @@ class SharedStandingsText:
         key = (event.get("race_id"), event.get("version"), event.get("updated_at"), event.get("total"), top)
         text = self.texts.get(key)
         if text is None:
-            message = {
-                "type": "standings",
-                "race_id": event.get("race_id"),
-                "class_id": event.get("class_id"),
-                "total": event.get("total"),
-                "version": event.get("version"),
-                "updated_at": event.get("updated_at"),
-                "rows": list((event.get("rows") or ())[:top]),
-            }
-            text = json.dumps(message)[:-1]  # without the closing brace: ``racer`` follows
+            text = json.dumps(_standings_common(event, top))[:-1]  # without the closing brace: ``racer`` follows
             if len(self.texts) >= self.size:
                 self.texts.pop(next(iter(self.texts)))
             self.texts[key] = text
