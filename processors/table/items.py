@@ -41,9 +41,10 @@ minute). A race over the limit is not written (see ``merge_live``).
 from __future__ import annotations
 
 import base64
+import hashlib
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
 from processors.domain.message import MAX_ID, MAX_ID_DIGITS
@@ -96,8 +97,18 @@ def best_sk(racer_id: int) -> str:
     return f"BEST#{racer_id:0{_ID_WIDTH}d}"
 
 
-def seconds_sk(racer_id: int) -> str:
-    return f"SECONDS#{racer_id:0{_ID_WIDTH}d}"
+def seconds_sk(racer_id: int, part: str | None = None) -> str:
+    """Sort key of a racer's per-second outputs: ``SECONDS#<racer>`` is the prefix of all its parts."""
+    prefix = f"SECONDS#{racer_id:0{_ID_WIDTH}d}"
+    return prefix if part is None else f"{prefix}#{part}"
+
+
+def seconds_part(source: str) -> str:
+    """The part name of per-second items written from ``source`` (a delivered object): stable, 12 hex digits.
+
+    The same object always gives the same part, so a replay rewrites the same items with the same values.
+    """
+    return hashlib.blake2b(source.encode(), digest_size=6).hexdigest()
 
 
 def race_results_gsi1pk(race_id: int) -> str:
@@ -146,8 +157,6 @@ def best_key(class_id: int, racer_id: int) -> dict[str, dict[str, str]]:
     return {PK: {"S": class_pk(class_id)}, SK: {"S": best_sk(racer_id)}}
 
 
-def seconds_key(race_id: int, racer_id: int) -> dict[str, dict[str, str]]:
-    return {PK: {"S": race_pk(race_id)}, SK: {"S": seconds_sk(racer_id)}}
 
 
 # --- numbers -----------------------------------------------------------------------------
@@ -522,14 +531,28 @@ def second_attribute(second: int) -> str:
     return f"s{second}"
 
 
-def seconds_from_item(item: Mapping[str, Any] | None) -> list[float | None]:
-    """Per-second outputs, index 0 = second 1, ``None`` where no output was recorded."""
-    if not item:
-        return []
+def race_seconds_item(race_id: int, racer_id: int, part: str, outputs: Mapping[int, float]) -> dict[str, Any]:
+    """One part of a racer's per-second outputs in a race: ``s<second>`` attributes, exact decimals."""
+    item: dict[str, Any] = {
+        PK: {"S": race_pk(race_id)},
+        SK: {"S": seconds_sk(racer_id, part)},
+        "raceId": {"N": str(race_id)},
+        "racerId": {"N": str(racer_id)},
+    }
+    for second, output in outputs.items():
+        item[second_attribute(second)] = {"N": units_to_number(output_units(output))}
+    return item
+
+
+def seconds_from_items(parts: Iterable[Mapping[str, Any]]) -> list[float | None]:
+    """Per-second outputs of a racer's parts merged (best per second), index 0 = second 1, ``None`` where none."""
     outputs: dict[int, float] = {}
-    for name, value in item.items():
-        if name.startswith("s") and name[1:].isdigit() and "N" in value:
-            outputs[int(name[1:])] = float(value["N"])
+    for item in parts:
+        for name, value in item.items():
+            if name.startswith("s") and name[1:].isdigit() and "N" in value:
+                second, output = int(name[1:]), float(value["N"])
+                if output > outputs.get(second, float("-inf")):
+                    outputs[second] = output
     if not outputs:
         return []
     return [outputs.get(second) for second in range(1, max(outputs) + 1)]

@@ -37,7 +37,6 @@ BATCH_GET_MAX = 100
 MAX_BATCH_ATTEMPTS = 8
 MAX_CONFLICT_ATTEMPTS = 10
 PARALLEL_PUTS = PARALLEL_REQUESTS  # the client's connection pool is as large
-SECONDS_PER_UPDATE = 100  # keeps one UpdateExpression well under DynamoDB's 4 KB expression limit
 
 # What ``items.final_result_from_item`` / ``personal_best_from_item`` read: Queries project to these, so answers
 # leave out the six key attributes (about half of a result item).
@@ -183,8 +182,28 @@ class ResultsTable:
         return items.personal_best_from_item(item) if item else None
 
     def racer_race_seconds(self, race_id: int, racer_id: int) -> list[float | None]:
-        """A racer's output per second of a race, index 0 = second 1 (one GetItem)."""
-        return items.seconds_from_item(self._get(items.seconds_key(race_id, racer_id)))
+        """A racer's output per second of a race, index 0 = second 1 (one Query over the racer's parts).
+
+        A 5-minute race has one part per delivered object that held the racer (about 5 with Firehose's
+        60 s buffer, 30 with ``make run``'s 10 s): well inside one 1 MB page; further pages are followed.
+        """
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :sk)",
+            "ExpressionAttributeNames": {"#pk": PK, "#sk": SK},
+            "ExpressionAttributeValues": {
+                ":pk": {"S": items.race_pk(race_id)},
+                ":sk": {"S": items.seconds_sk(racer_id)},
+            },
+        }
+        parts: list[dict[str, Any]] = []
+        while True:
+            with _store_errors():
+                response = self._client.query(**params)
+            parts.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items.seconds_from_items(parts)
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _get(self, key: dict[str, Any], *, consistent: bool = False) -> dict[str, Any] | None:
         with _store_errors():
@@ -604,57 +623,54 @@ class ResultsTable:
 
     # --- writes: per-second outputs (history) --------------------------------------------
 
-    def put_racer_race_seconds(self, race_id: int, racer_id: int, outputs: Mapping[int, float]) -> None:
-        """Record a racer's output per second in a race; setting a second again is idempotent.
+    def put_race_seconds(
+        self, race_id: int, outputs_by_racer: Mapping[int, Mapping[int, float]], *, source: str
+    ) -> int:
+        """Record racers' outputs per second in a race, as read from ``source`` (a delivered object).
 
-        One UpdateItem per 100 seconds (no read): a Firehose object carries about a minute of
-        a racer's seconds, so this is one call per racer per object.
+        One item per racer and source (``items.race_seconds_item``), written with BatchWriteItem: a
+        1,000-racer object costs 40 requests, where an UpdateItem per racer cost 1,000 (and each
+        rewrote a growing item, both images of it in the table stream). Idempotent: the same source
+        gives the same keys and values. A second delivered twice in two objects is in two parts, and
+        readers keep the best per second. Returns the number of items written.
         """
-        seconds = sorted(outputs.items())
-        for start in range(0, len(seconds), SECONDS_PER_UPDATE):
-            chunk = seconds[start : start + SECONDS_PER_UPDATE]
-            names = {"#race": "raceId", "#racer": "racerId"}
-            values: dict[str, Any] = {":race": {"N": str(race_id)}, ":racer": {"N": str(racer_id)}}
-            assignments = ["#race = :race", "#racer = :racer"]
-            for index, (second, output) in enumerate(chunk):
-                names[f"#s{index}"] = items.second_attribute(second)
-                values[f":s{index}"] = {"N": items.units_to_number(output_units(output))}
-                assignments.append(f"#s{index} = :s{index}")
-            with _store_errors():
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=items.seconds_key(race_id, racer_id),
-                    UpdateExpression="SET " + ", ".join(assignments),
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                )
+        part = items.seconds_part(source)
+        requests = [
+            {"PutRequest": {"Item": items.race_seconds_item(race_id, racer_id, part, outputs)}}
+            for racer_id, outputs in sorted(outputs_by_racer.items())
+            if outputs
+        ]
+        self._batch_write(requests, parallel=True)
+        return len(requests)
 
-    def put_race_seconds(self, race_id: int, outputs_by_racer: Mapping[int, Mapping[int, float]]) -> None:
-        """``put_racer_race_seconds`` for many racers of a race, in parallel (16 at a time)."""
-        work = [(racer_id, outputs) for racer_id, outputs in outputs_by_racer.items() if outputs]
-        if len(work) <= 1:
-            for racer_id, outputs in work:
-                self.put_racer_race_seconds(race_id, racer_id, outputs)
-            return
-        with ThreadPoolExecutor(max_workers=min(PARALLEL_PUTS, len(work))) as pool:
-            # list() re-raises the first failure (StoreUnavailable) in the caller
-            list(pool.map(lambda job: self.put_racer_race_seconds(race_id, *job), work))
+    def put_racer_race_seconds(self, race_id: int, racer_id: int, outputs: Mapping[int, float], *, source: str) -> None:
+        """``put_race_seconds`` for one racer."""
+        self.put_race_seconds(race_id, {racer_id: outputs}, source=source)
 
     # --- batch helpers -------------------------------------------------------------------
 
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        for start in range(0, len(requests), BATCH_WRITE_MAX):
-            pending: dict[str, Any] = {self._table: requests[start : start + BATCH_WRITE_MAX]}
+    def _batch_write(self, requests: list[dict[str, Any]], *, parallel: bool = False) -> None:
+        """Write ``requests`` 25 at a time (``parallel``: up to PARALLEL_PUTS batches at once)."""
+        chunks = [requests[start : start + BATCH_WRITE_MAX] for start in range(0, len(requests), BATCH_WRITE_MAX)]
+        if parallel and len(chunks) > 1:
+            with ThreadPoolExecutor(max_workers=min(PARALLEL_PUTS, len(chunks))) as pool:
+                list(pool.map(self._batch_write_chunk, chunks))  # re-raises the first failure here
+            return
+        for chunk in chunks:
+            self._batch_write_chunk(chunk)
 
-            def send() -> None:
-                nonlocal pending
-                with _store_errors():
-                    response = self._client.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
-                if pending:
-                    raise TryAgain("unprocessed items")
+    def _batch_write_chunk(self, chunk: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self._table: chunk}
 
-            _until_done(send, "BatchWriteItem left items unprocessed")
+        def send() -> None:
+            nonlocal pending
+            with _store_errors():
+                response = self._client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if pending:
+                raise TryAgain("unprocessed items")
+
+        _until_done(send, "BatchWriteItem left items unprocessed")
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []

@@ -263,8 +263,8 @@ class TestRacerPage:
         for race_id, score in ((21, 400.0), (22, 450.0), (23, 430.0)):
             table.put_final_results([FinalResult(race_id, sprint.pk, 5, "Eli Crank", score, 300, race_id)])
         table.put_personal_bests([PersonalBest(sprint.pk, 5, "Eli Crank", 450.0, 22)])
-        table.put_racer_race_seconds(23, 5, {1: 100.0, 2: 110.5, 4: 90.0})
-        table.put_racer_race_seconds(21, 5, {1: 50.0})
+        table.put_racer_race_seconds(23, 5, {1: 100.0, 2: 110.5, 4: 90.0}, source="test")
+        table.put_racer_race_seconds(21, 5, {1: 50.0}, source="test")
         response = client.get("/racers/5/")
         assert response.status_code == 200
         html = response.content.decode()

@@ -43,7 +43,7 @@ def history(table, history_bucket, make_race):
         settle(table, race)  # as the pipeline does once it has passed the race's deadline
     seconds = {0: {1: 10.0, 2: 20.0}, 1: {1: 30.0, 2: 5.0, 3: 40.0}, 2: {1: 12.0, 2: 25.0}}
     for index, outputs in seconds.items():
-        table.put_racer_race_seconds(races[index].pk, 7, outputs)
+        table.put_racer_race_seconds(races[index].pk, 7, outputs, source="test")
     for race in races:  # as the pipeline does: identity published, then the race settled
         settle(table, race)
     class_id = races[0].race_class_id

@@ -27,6 +27,7 @@ from processors.table import (
     schema,
 )
 from processors.table.store import get_results_table
+from tests.processors.conftest import TABLE_NAME
 from tests.conftest import free_port
 from tests.processors.factories import fold_readings, make_reading, to_lambda_image
 
@@ -273,9 +274,9 @@ class TestResultsAndBests:
 
         dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", first_unprocessed)
         dynamodb.meta.events.register("before-call.dynamodb.BatchGetItem", first_unprocessed)
-        table.put_final_results(result(7, racer_id, float(racer_id)) for racer_id in range(5))
+        table.put_race_seconds(7, {racer_id: {1: float(racer_id)} for racer_id in range(5)}, source="a")
         assert seen["BatchWriteItem"] == 2
-        assert len(table.race_results(7).items) == 5
+        assert table.racer_race_seconds(7, 4) == [4.0]
         table.put_personal_bests([PersonalBest(3, 1, "A", 10.0, 7)])  # its BatchGet is answered unprocessed once
         table.put_personal_bests([PersonalBest(3, 1, "A", 9.0, 8)])  # reads 10.0: not better
         assert seen["BatchGetItem"] == 3
@@ -308,20 +309,33 @@ class TestResultsAndBests:
         assert table.put_personal_bests(candidates) == 0  # replay
 
     def test_race_seconds_for_many_racers(self, table: ResultsTable) -> None:
-        table.put_race_seconds(7, {racer_id: {1: 50.0 + racer_id, 3: 60.0} for racer_id in range(40)} | {99: {}})
+        outputs = {racer_id: {1: 50.0 + racer_id, 3: 60.0} for racer_id in range(40)} | {99: {}}
+        assert table.put_race_seconds(7, outputs, source="s3://delivery/a.gz") == 40
         assert table.racer_race_seconds(7, 39) == [89.0, None, 60.0]
         assert table.racer_race_seconds(7, 0) == [50.0, None, 60.0]
         assert table.racer_race_seconds(7, 99) == []
 
     def test_racer_race_seconds(self, table: ResultsTable) -> None:
         assert table.racer_race_seconds(7, 1) == []
-        table.put_racer_race_seconds(7, 1, {1: 101.25, 2: 102.5, 4: 99.0})
-        table.put_racer_race_seconds(7, 1, {s: 100.0 + s / 10_000 for s in range(4, 251)})  # > 1 update
-        table.put_racer_race_seconds(7, 1, {1: 101.25})  # replay
+        table.put_racer_race_seconds(7, 1, {1: 101.25, 2: 102.5, 4: 99.0}, source="a")
+        table.put_racer_race_seconds(7, 1, {s: 100.0 + s / 10_000 for s in range(4, 251)}, source="b")
+        table.put_racer_race_seconds(7, 1, {1: 101.25}, source="c")  # a duplicate in another object
+        table.put_racer_race_seconds(7, 1, {1: 101.25, 2: 102.5, 4: 99.0}, source="a")  # replay
+        table.put_racer_race_seconds(7, 2, {1: 1.0}, source="a")  # another racer, same object
         seconds = table.racer_race_seconds(7, 1)
-        assert seconds[:4] == [101.25, 102.5, None, 100.0004]
+        assert seconds[:4] == [101.25, 102.5, None, 100.0004]  # the best of both parts at second 4
         assert len(seconds) == 250 and seconds[-1] == 100.025
 
+    def test_one_part_per_racer_and_source_written_in_batches(self, table: ResultsTable, dynamodb: Any) -> None:
+        operations: list[str] = []
+        dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: operations.append(model.name))
+        outputs = {racer_id: {second: float(racer_id + second) for second in range(1, 11)} for racer_id in range(1000)}
+        table.put_race_seconds(8, outputs, source="s3://delivery/raw/x.gz")
+        table.put_race_seconds(8, outputs, source="s3://delivery/raw/x.gz")  # replayed object: same items
+        assert operations == ["BatchWriteItem"] * 80
+        scanned = dynamodb.scan(TableName=TABLE_NAME, Select="COUNT")["Count"]
+        assert scanned == 1000
+        assert table.racer_race_seconds(8, 999) == [float(999 + second) for second in range(1, 11)]
 
 class TestStartKeys:
     def test_pages_continue_from_the_raw_last_key(self, table: ResultsTable) -> None:
@@ -395,7 +409,7 @@ class TestNoScan:
         table.merge_live(7, 3, pending(7, {1: [1, 2]}, final={1}))
         table.put_final_results([result(7, 1, 10.0)])
         table.put_personal_bests([PersonalBest(3, 1, "R1", 10.0, 7)])
-        table.put_racer_race_seconds(7, 1, {1: 1.0})
+        table.put_racer_race_seconds(7, 1, {1: 1.0}, source="a")
         table.live_standings(7)
         table.race_results(7)
         table.class_leaderboard(3)
@@ -404,7 +418,7 @@ class TestNoScan:
         table.racer_race_seconds(7, 1)
         assert "Scan" not in operations
         assert set(operations) <= {"GetItem", "Query", "BatchGetItem", "PutItem", "UpdateItem", "BatchWriteItem"}
-        assert operations.count("Query") == 3
+        assert operations.count("Query") == 4
 
 
 def test_boto3_clients_reach_moto(aws: str) -> None:
