@@ -61,6 +61,8 @@ WATERMARK_PREFIX = "WATERMARK#"
 SETTLE_PENDING_GSI1PK = "SETTLE#PENDING"
 SETTLED_AT = "settledAt"
 BOARD = "board"  # the live item's binary attribute with every racer
+OUTPUTS = "outputs"  # a per-second part's binary attribute
+_SECOND_OUTPUT = struct.Struct("<HI")
 _BOARD_FORMAT = 1
 _BOARD_RACER = struct.Struct("<qqqqHHBHH")
 _FINISHED = 1
@@ -155,8 +157,6 @@ def result_key(race_id: int, racer_id: int) -> dict[str, dict[str, str]]:
 
 def best_key(class_id: int, racer_id: int) -> dict[str, dict[str, str]]:
     return {PK: {"S": class_pk(class_id)}, SK: {"S": best_sk(racer_id)}}
-
-
 
 
 # --- numbers -----------------------------------------------------------------------------
@@ -527,35 +527,32 @@ def voided_racer_id_from_item(item: Mapping[str, Any]) -> int:
 # --- per-second outputs of a racer in a race ---------------------------------------------
 
 
-def second_attribute(second: int) -> str:
-    return f"s{second}"
-
-
 def race_seconds_item(race_id: int, racer_id: int, part: str, outputs: Mapping[int, float]) -> dict[str, Any]:
-    """One part of a racer's per-second outputs in a race: ``s<second>`` attributes, exact decimals."""
-    item: dict[str, Any] = {
+    """One part of a racer's per-second outputs in a race: ``outputs`` holds (second, output) pairs.
+
+    Binary, 6 bytes a second (``<HI``: second, output in ten-thousandths; a second is at most 3,600
+    and an output at most 470.25, see ``processors.domain.message``): one attribute instead of one
+    per second, so DynamoDB, the table stream's images and every reader handle one value.
+    """
+    pairs = sorted(outputs.items())
+    flat = [value for second, output in pairs for value in (second, output_units(output))]
+    return {
         PK: {"S": race_pk(race_id)},
         SK: {"S": seconds_sk(racer_id, part)},
-        "raceId": {"N": str(race_id)},
-        "racerId": {"N": str(racer_id)},
+        OUTPUTS: {"B": struct.pack(f"<{'HI' * len(pairs)}", *flat)},
     }
-    for second, output in outputs.items():
-        item[second_attribute(second)] = {"N": units_to_number(output_units(output))}
-    return item
 
 
 def seconds_from_items(parts: Iterable[Mapping[str, Any]]) -> list[float | None]:
-    """Per-second outputs of a racer's parts merged (best per second), index 0 = second 1, ``None`` where none."""
-    outputs: dict[int, float] = {}
+    """A racer's parts merged (the best output per second), index 0 = second 1, ``None`` where none."""
+    units: dict[int, int] = {}
     for item in parts:
-        for name, value in item.items():
-            if name.startswith("s") and name[1:].isdigit() and "N" in value:
-                second, output = int(name[1:]), float(value["N"])
-                if output > outputs.get(second, float("-inf")):
-                    outputs[second] = output
-    if not outputs:
+        for second, value in _SECOND_OUTPUT.iter_unpack(item[OUTPUTS]["B"]):
+            if value > units.get(second, -1):
+                units[second] = value
+    if not units:
         return []
-    return [outputs.get(second) for second in range(1, max(outputs) + 1)]
+    return [None if second not in units else units_to_score(units[second]) for second in range(1, max(units) + 1)]
 
 
 # --- the table's stream (finals, publisher) ----------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import random
 from pathlib import Path
@@ -27,8 +28,8 @@ from processors.table import (
     schema,
 )
 from processors.table.store import get_results_table
-from tests.processors.conftest import TABLE_NAME
 from tests.conftest import free_port
+from tests.processors.conftest import TABLE_NAME
 from tests.processors.factories import fold_readings, make_reading, to_lambda_image
 
 PROCESSORS = Path(__file__).resolve().parents[3] / "processors"
@@ -267,6 +268,11 @@ class TestResultsAndBests:
                 return None
             body = json.loads(params["body"])
             if model.name == "BatchWriteItem":
+                for requests in body["RequestItems"].values():  # as botocore parses an answer: B is bytes
+                    for request in requests:
+                        for value in request["PutRequest"]["Item"].values():
+                            if "B" in value:
+                                value["B"] = base64.b64decode(value["B"])
                 parsed = {"UnprocessedItems": body["RequestItems"]}
             else:
                 parsed = {"Responses": {}, "UnprocessedKeys": body["RequestItems"]}
@@ -326,6 +332,15 @@ class TestResultsAndBests:
         assert seconds[:4] == [101.25, 102.5, None, 100.0004]  # the best of both parts at second 4
         assert len(seconds) == 250 and seconds[-1] == 100.025
 
+    def test_a_part_is_six_bytes_a_second_and_exact(self) -> None:
+        outputs = {1: 0.0, 2: 470.25, 3600: 123.4567}  # the smallest and largest second and output
+        item = items.race_seconds_item(7, 1, items.seconds_part("s3://b/k"), outputs)
+        assert set(item) == {"pk", "sk", "outputs"} and len(item["outputs"]["B"]) == 18
+        assert item["sk"]["S"].startswith(items.seconds_sk(1) + "#")
+        merged = items.seconds_from_items([item, items.race_seconds_item(7, 1, "x", {2: 100.0, 4: 1.5})])
+        assert len(merged) == 3600
+        assert merged[:4] == [0.0, 470.25, None, 1.5] and merged[3599] == 123.4567
+
     def test_one_part_per_racer_and_source_written_in_batches(self, table: ResultsTable, dynamodb: Any) -> None:
         operations: list[str] = []
         dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: operations.append(model.name))
@@ -336,6 +351,7 @@ class TestResultsAndBests:
         scanned = dynamodb.scan(TableName=TABLE_NAME, Select="COUNT")["Count"]
         assert scanned == 1000
         assert table.racer_race_seconds(8, 999) == [float(999 + second) for second in range(1, 11)]
+
 
 class TestStartKeys:
     def test_pages_continue_from_the_raw_last_key(self, table: ResultsTable) -> None:
