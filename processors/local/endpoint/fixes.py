@@ -2,8 +2,8 @@
 
 Each fix names the moto behaviour it works around, as of moto 5.2.5 (the pinned version): at each
 upgrade of the pin, check whether moto still behaves so. ``tests/processors/local/test_endpoint.py``
-checks the first two through the server (concurrent puts keep every record; new records go to open
-shards after resharding); retention is not tested (it takes an hour or 20,000 stream records).
+checks them through the server (concurrent puts keep every record; new records go to open shards
+after resharding; records older than a retention of seconds leave both kinds of stream).
 
 - ``put_record``: moto numbers a Kinesis record "newest + 1" without a lock, so two PutRecords calls
   served by two threads at once can get the same sequence number and one record silently replaces
@@ -12,14 +12,19 @@ shards after resharding); retention is not tested (it takes an hour or 20,000 st
   matches — the *closed* parent, where no reader looks any more — and misses the last hash key of
   every range (``Stream.get_shard_for_key`` compares with ``<`` against ``ending_hash``).
 - retention: moto keeps every Kinesis record and every table-stream record for ever (built for short
-  unit tests); here records older than ``ALLEYCAT_MOTO_RETENTION_SECONDS`` (default 3600) leave the
-  Kinesis shards and a table stream keeps its newest ``ALLEYCAT_MOTO_TABLE_STREAM_RECORDS`` (default
-  20000), as the real services' retention does, so that a run of hours has bounded memory. A reader
-  positioned before the oldest kept record continues at the oldest one (TRIM_HORIZON semantics).
+  unit tests); here records older than ``ALLEYCAT_MOTO_RETENTION_SECONDS`` (default 900) leave the
+  Kinesis shards and the table streams, and a table stream keeps at most its newest
+  ``ALLEYCAT_MOTO_TABLE_STREAM_RECORDS`` (default 20000), as the real services' retention does (24 h
+  there), so that a run of hours has bounded memory. A reader positioned before the oldest kept
+  record continues at the oldest one (TRIM_HORIZON semantics). Why 15 minutes: at 1,000 racers the
+  Kinesis records of an hour took ~3 GB, and a live item's stream record (both images of a ~70 KB
+  board) ~190 KB; the local readers are seconds behind, and a stack stopped for longer than that
+  resumes from its checkpoints with whatever is still kept (the journal replays the trims too).
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import threading
@@ -43,7 +48,7 @@ def apply() -> None:
 
     if getattr(Shard, "_alleycat_fixed", False):
         return
-    retention = _int_env("ALLEYCAT_MOTO_RETENTION_SECONDS", 3600)
+    retention = _int_env("ALLEYCAT_MOTO_RETENTION_SECONDS", 900)
     stream_records = _int_env("ALLEYCAT_MOTO_TABLE_STREAM_RECORDS", 20_000)
     original_put = Shard.put_record
     put_lock = threading.Lock()
@@ -78,7 +83,13 @@ def apply() -> None:
 
     def add(self: Any, old: Any, new: Any) -> None:
         original_add(self, old, new)
-        excess = len(self.items) - stream_records
+        cutoff = utils.utcnow() - datetime.timedelta(seconds=retention)  # moto's clock, as above
+        excess = max(0, len(self.items) - stream_records)
+        while (
+            excess < len(self.items) - 1
+            and self.items[excess].record["dynamodb"]["ApproximateCreationDateTime"] < cutoff
+        ):
+            excess += 1
         if excess > 0:
             del self.items[:excess]
             self.starting_sequence_number += excess

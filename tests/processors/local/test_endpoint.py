@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import boto3
 import pytest
 
+from processors.table import schema
 from tests.conftest import free_port, wait_for_http
 
 
@@ -113,3 +116,59 @@ def test_an_unknown_speedup_name_is_refused_before_any_is_applied(monkeypatch) -
     monkeypatch.setenv("ALLEYCAT_ENDPOINT_SPEEDUPS", "linear_kinesis_shards,no_such_speedup")
     with pytest.raises(ValueError, match="no_such_speedup"):
         speedups.apply()
+
+
+@pytest.fixture
+def short_retention_endpoint() -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "ALLEYCAT_MOTO_RETENTION_SECONDS": "3"}
+    argv = [sys.executable, "-m", "processors.local.endpoint", str(port)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/moto-api/")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_records_older_than_the_retention_leave_both_streams(short_retention_endpoint):
+    url = short_retention_endpoint
+    kinesis = client(url)
+    kinesis.create_stream(StreamName="kept", ShardCount=1)
+    dynamodb = boto3.client(
+        "dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    schema.create_table(dynamodb, "kept")
+    streams = boto3.client(
+        "dynamodbstreams", endpoint_url=url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    stream_arn = dynamodb.describe_table(TableName="kept")["Table"]["LatestStreamArn"]
+
+    def put_batch(tag: str, count: int) -> None:
+        for start in range(0, count, 500):
+            records = [
+                {"Data": f"{tag}-{i}".encode(), "PartitionKey": "1"} for i in range(start, min(count, start + 500))
+            ]
+            assert kinesis.put_records(StreamName="kept", Records=records)["FailedRecordCount"] == 0
+
+    def stream_keys() -> list[str]:
+        (shard,) = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        return [r["dynamodb"]["Keys"]["sk"]["S"] for r in streams.get_records(ShardIterator=iterator)["Records"]]
+
+    # GIVEN records written, then older than the retention (3 s here)
+    put_batch("old", 600)
+    dynamodb.put_item(TableName="kept", Item={"pk": {"S": "RACE#1"}, "sk": {"S": "OLD"}})
+    time.sleep(4)
+    # WHEN more arrive (Kinesis trims every 500th record, a table stream on every write)
+    put_batch("new", 500)
+    dynamodb.put_item(TableName="kept", Item={"pk": {"S": "RACE#1"}, "sk": {"S": "NEW"}})
+    # THEN readers from the horizon see only the records within the retention
+    (shard,) = kinesis.list_shards(StreamName="kept")["Shards"]
+    kept = [record["Data"].decode() for record in read_all(kinesis, "kept", shard["ShardId"])]
+    assert kept == [f"new-{i}" for i in range(500)]
+    assert stream_keys() == ["NEW"]
