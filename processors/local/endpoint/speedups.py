@@ -15,16 +15,17 @@ loaded machine) and the aggregator's lag. With none of them, 300 racers x 60 s c
 Measured and dropped, no figure moved without them: a cache of moto's dispatcher's backend lookup;
 Kinesis GetRecords written with one ``json.dumps`` (endpoint CPU 52 s vs 51 s at 1,000 racers);
 DynamoDB Streams GetRecords likewise (it served the per-second items of history, which no
-table-stream reader wants: moving those items out of the streamed table is the cure).
+table-stream reader wants: moving those items out of the streamed table is the cure). Removed when
+its target went: UpdateItem ``SET #a = :a, ...`` without moto's expression validator, for history's
+one UpdateItem per racer per object, which became one BatchWriteItem per 25 racers; every UpdateItem
+left carries a condition, which that path never took.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
 import logging
 import os
-import re
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
@@ -147,109 +148,7 @@ def _patch_attribute_value_serialisation() -> None:
     replace(JSONSerializer, "_serialize_type_structure", serialize_structure)
 
 
-_SIMPLE_SET = re.compile(r"\s*SET\s+(#\w+\s*=\s*:\w+(?:\s*,\s*#\w+\s*=\s*:\w+)*)\s*", re.IGNORECASE)
-_SIMPLE_SET_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL"})
-
-
-def _patch_dynamodb_simple_update() -> None:
-    """UpdateItem of the form ``SET #a = :a, #b = :b, ...`` (no condition) without moto's expression machinery.
-
-    moto 5.2 parses such an expression twice, then deep-copies and walks its syntax tree in
-    ``UpdateExpressionValidator`` for every call: ~3 ms per call, and history writes one UpdateItem per
-    racer per Firehose object (1,000 calls at once in a 1,000-racer race), each competing with the
-    aggregator for the one process that serves every service. Here the placeholders are resolved and
-    the values set as moto's executor would (``item.attrs[name] = DynamoType(value)``, size-limited by
-    moto's ``LimitedSizeDict``), the new item is created as moto creates it, and the table stream
-    gets the same records. Anything else (conditions, paths, functions, a key attribute, a name set
-    twice, unknown placeholders, other value types) takes moto's own path, errors included.
-
-    Figure (300 racers x 60 s): without it the endpoint spends 2x the CPU (32 s vs 16 s) and the
-    aggregator's lag peaks at 3.6-13.5 s instead of about 1 s. All of it is history's per-second items:
-    out of the streamed table (or written once per race), they would make this speedup unneeded.
-    """
-    from moto.dynamodb.exceptions import ItemSizeTooLarge, ItemSizeToUpdateTooLarge
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
-    if getattr(DynamoDBBackend, "_alleycat_simple_update", False):
-        return
-    original = DynamoDBBackend.update_item
-
-    def assignments(table: Any, expression: str, names: dict[str, Any], values: dict[str, Any]) -> list | None:
-        match = _SIMPLE_SET.fullmatch(expression)
-        if match is None:
-            return None
-        pairs = []
-        for clause in match.group(1).split(","):
-            placeholder, _, value_name = (part.strip() for part in clause.partition("="))
-            name, value = names.get(placeholder), values.get(value_name)
-            if not isinstance(name, str) or not isinstance(value, dict) or len(value) != 1:
-                return None
-            if next(iter(value)) not in _SIMPLE_SET_TYPES or name in table.attribute_keys:
-                return None
-            pairs.append((name, value))
-        if len({name for name, _ in pairs}) != len(pairs):
-            return None
-        return pairs
-
-    def update_item(
-        self: Any,
-        table_name: str,
-        key: dict[str, dict[str, Any]],
-        update_expression: str,
-        expression_attribute_names: dict[str, Any],
-        expression_attribute_values: dict[str, Any],
-        attribute_updates: dict[str, Any] | None = None,
-        expected: dict[str, Any] | None = None,
-        condition_expression: str | None = None,
-        return_values_on_condition_check_failure: str | None = None,
-    ) -> Any:
-        table = self.get_table(table_name)
-        pairs = None
-        if update_expression and not attribute_updates and not expected and not condition_expression:
-            hash_attr, range_attr = table.hash_key_attr, table.range_key_attr
-            if set(key) == set(table.table_key_attrs):  # exactly the table's key (indexes' keys are attributes)
-                pairs = assignments(
-                    table, update_expression, expression_attribute_names or {}, expression_attribute_values or {}
-                )
-        if pairs is None:
-            return original(
-                self,
-                table_name,
-                key,
-                update_expression,
-                expression_attribute_names,
-                expression_attribute_values,
-                attribute_updates,
-                expected,
-                condition_expression,
-                return_values_on_condition_check_failure,
-            )
-        hash_value = DynamoType(key[hash_attr])
-        range_value = DynamoType(key[range_attr]) if range_attr else None
-        item = table.get_item(hash_value, range_value)
-        orig_item = copy.deepcopy(item)
-        if item is None:
-            data: dict[str, Any] = {hash_attr: {hash_value.type: hash_value.value}}
-            if range_value is not None:
-                data[range_attr] = {range_value.type: range_value.value}
-            table.put_item(data)
-            item = table.get_item(hash_value, range_value)
-        try:
-            for name, value in pairs:
-                item.attrs[name] = DynamoType(value)
-        except ItemSizeTooLarge:
-            raise ItemSizeToUpdateTooLarge() from None
-        if table.stream_shard is not None:
-            table.stream_shard.add(orig_item, item)
-        return item
-
-    replace(DynamoDBBackend, "update_item", update_item)
-    replace(DynamoDBBackend, "_alleycat_simple_update", True)
-
-
 SPEEDUPS: dict[str, Callable[[], None]] = {
     "linear_kinesis_shards": _linear_kinesis_shards,
     "attribute_value_serialisation": _patch_attribute_value_serialisation,
-    "dynamodb_simple_update": _patch_dynamodb_simple_update,
 }
