@@ -4,8 +4,8 @@ Each object is GZIP newline-delimited JSON (the transformer's output). For all o
 event together, the handler
 
 1. writes each racer's output per second in each race through the table module
-   (``ResultsTable.put_race_seconds``: one item per racer, race and object, BatchWriteItem 25 at a
-   time, so a 1,000-racer object costs 40 writes), and
+   (``ResultsTable.put_race_seconds``: one item per bucket of racers, race and object, at most 64,
+   BatchWriteItem 25 at a time, so a 1,000-racer object costs 3 writes), and
 2. merges the per-second personal bests into ``class-<id>.json.gz`` in the history bucket
    (``processors.history_store.merge_class_history``: conditional put on the ETag, retried on conflict).
 

@@ -63,6 +63,8 @@ SETTLED_AT = "settledAt"
 BOARD = "board"  # the live item's binary attribute with every racer
 OUTPUTS = "outputs"  # a per-second part's binary attribute
 _SECOND_OUTPUT = struct.Struct("<HI")
+_SECONDS_HEADER = struct.Struct("<QH")
+SECONDS_BUCKETS = 64
 _BOARD_FORMAT = 1
 _BOARD_RACER = struct.Struct("<qqqqHHBHH")
 _FINISHED = 1
@@ -99,9 +101,14 @@ def best_sk(racer_id: int) -> str:
     return f"BEST#{racer_id:0{_ID_WIDTH}d}"
 
 
-def seconds_sk(racer_id: int, part: str | None = None) -> str:
-    """Sort key of a racer's per-second outputs: ``SECONDS#<racer>`` is the prefix of all its parts."""
-    prefix = f"SECONDS#{racer_id:0{_ID_WIDTH}d}"
+def seconds_bucket(racer_id: int) -> int:
+    """The bucket of a racer's per-second parts: racers share items, 64 buckets a race."""
+    return racer_id % SECONDS_BUCKETS
+
+
+def seconds_sk(bucket: int, part: str | None = None) -> str:
+    """Sort key of a bucket's per-second parts: ``SECONDS#<bucket>`` is the prefix of all its parts."""
+    prefix = f"SECONDS#{bucket:02d}"
     return prefix if part is None else f"{prefix}#{part}"
 
 
@@ -527,29 +534,47 @@ def voided_racer_id_from_item(item: Mapping[str, Any]) -> int:
 # --- per-second outputs of a racer in a race ---------------------------------------------
 
 
-def race_seconds_item(race_id: int, racer_id: int, part: str, outputs: Mapping[int, float]) -> dict[str, Any]:
-    """One part of a racer's per-second outputs in a race: ``outputs`` holds (second, output) pairs.
+def race_seconds_items(
+    race_id: int, part: str, outputs_by_racer: Mapping[int, Mapping[int, float]]
+) -> list[dict[str, Any]]:
+    """The per-second outputs of one delivered object in a race: one item per bucket of racers.
 
-    Binary, 6 bytes a second (``<HI``: second, output in ten-thousandths; a second is at most 3,600
-    and an output at most 470.25, see ``processors.domain.message``): one attribute instead of one
-    per second, so DynamoDB, the table stream's images and every reader handle one value.
+    ``outputs`` is binary: per racer a little-endian header ``<QH`` (racer id, number of seconds),
+    then that many ``<HI`` pairs (second, output in ten-thousandths; a second is at most 3,600 and an
+    output at most 470.25, see ``processors.domain.message``): 6 bytes a second. One attribute per
+    item, and at most 64 items an object whatever the racers: a 1,000-racer object is 3
+    BatchWriteItem calls, and a 5-minute race adds ~2,000 items to the table (one per bucket per
+    object) rather than one per racer per object.
     """
-    pairs = sorted(outputs.items())
-    flat = [value for second, output in pairs for value in (second, output_units(output))]
-    return {
-        PK: {"S": race_pk(race_id)},
-        SK: {"S": seconds_sk(racer_id, part)},
-        OUTPUTS: {"B": struct.pack(f"<{'HI' * len(pairs)}", *flat)},
-    }
+    buckets: dict[int, list[bytes]] = {}
+    for racer_id, outputs in sorted(outputs_by_racer.items()):
+        if not outputs:
+            continue
+        pairs = sorted(outputs.items())
+        flat = [value for second, output in pairs for value in (second, output_units(output))]
+        record = _SECONDS_HEADER.pack(racer_id, len(pairs)) + struct.pack(f"<{'HI' * len(pairs)}", *flat)
+        buckets.setdefault(seconds_bucket(racer_id), []).append(record)
+    return [
+        {PK: {"S": race_pk(race_id)}, SK: {"S": seconds_sk(bucket, part)}, OUTPUTS: {"B": b"".join(records)}}
+        for bucket, records in sorted(buckets.items())
+    ]
 
 
-def seconds_from_items(parts: Iterable[Mapping[str, Any]]) -> list[float | None]:
-    """A racer's parts merged (the best output per second), index 0 = second 1, ``None`` where none."""
+def seconds_from_items(racer_id: int, parts: Iterable[Mapping[str, Any]]) -> list[float | None]:
+    """A racer's outputs in its bucket's parts, merged (the best per second); index 0 = second 1."""
     units: dict[int, int] = {}
     for item in parts:
-        for second, value in _SECOND_OUTPUT.iter_unpack(item[OUTPUTS]["B"]):
-            if value > units.get(second, -1):
-                units[second] = value
+        data = item[OUTPUTS]["B"]
+        offset = 0
+        while offset < len(data):
+            racer, count = _SECONDS_HEADER.unpack_from(data, offset)
+            offset += _SECONDS_HEADER.size
+            end = offset + count * _SECOND_OUTPUT.size
+            if racer == racer_id:
+                for second, value in _SECOND_OUTPUT.iter_unpack(data[offset:end]):
+                    if value > units.get(second, -1):
+                        units[second] = value
+            offset = end
     if not units:
         return []
     return [None if second not in units else units_to_score(units[second]) for second in range(1, max(units) + 1)]

@@ -5,8 +5,9 @@ index attributes appear in them):
 
 - ``pk``/``sk``: every item. Live item ``RACE#<race>``/``LIVE``; final result ``RACE#<race>``/
   ``RESULT#<racer>``; personal best ``CLASS#<class>``/``BEST#<racer>``; per-second outputs
-  ``RACE#<race>``/``SECONDS#<racer>#<part>``, one part per delivered object that held the racer, its
-  seconds in one binary attribute ``outputs`` (read together with one Query on the ``SECONDS#<racer>`` prefix).
+  ``RACE#<race>``/``SECONDS#<bucket>#<part>``: one item per bucket of racers (racer id mod 64) and
+  delivered object, its racers' seconds in one binary attribute ``outputs`` (a racer's seconds are
+  read with one Query on its bucket's ``SECONDS#<bucket>#`` prefix).
 - ``gsi1`` (``gsi1pk``/``gsi1sk``): ranking by score. ``RACE#<race>#RESULTS`` (A2) and
   ``CLASS#<class>#BESTS`` (A3); ``gsi1sk`` is a fixed-width string that sorts by score, then by
   racer id ascending when read backwards (``ScanIndexForward=False``).

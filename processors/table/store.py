@@ -182,10 +182,11 @@ class ResultsTable:
         return items.personal_best_from_item(item) if item else None
 
     def racer_race_seconds(self, race_id: int, racer_id: int) -> list[float | None]:
-        """A racer's output per second of a race, index 0 = second 1 (one Query over the racer's parts).
+        """A racer's output per second of a race, index 0 = second 1 (one Query of the racer's bucket).
 
-        A 5-minute race has one part per delivered object that held the racer (about 5 with Firehose's
-        60 s buffer, 30 with ``make run``'s 10 s): well inside one 1 MB page; further pages are followed.
+        The bucket holds one part per delivered object (about 5 a race with Firehose's 60 s buffer,
+        30 with ``make run``'s 10 s), each with the seconds of ~1/64 of the racers: one page at
+        1,000 racers; further pages are followed.
         """
         params: dict[str, Any] = {
             "TableName": self._table,
@@ -193,7 +194,7 @@ class ResultsTable:
             "ExpressionAttributeNames": {"#pk": PK, "#sk": SK},
             "ExpressionAttributeValues": {
                 ":pk": {"S": items.race_pk(race_id)},
-                ":sk": {"S": items.seconds_sk(racer_id)},
+                ":sk": {"S": items.seconds_sk(items.seconds_bucket(racer_id)) + "#"},
             },
         }
         parts: list[dict[str, Any]] = []
@@ -202,7 +203,7 @@ class ResultsTable:
                 response = self._client.query(**params)
             parts.extend(response.get("Items", []))
             if "LastEvaluatedKey" not in response:
-                return items.seconds_from_items(parts)
+                return items.seconds_from_items(racer_id, parts)
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _get(self, key: dict[str, Any], *, consistent: bool = False) -> dict[str, Any] | None:
@@ -628,17 +629,15 @@ class ResultsTable:
     ) -> int:
         """Record racers' outputs per second in a race, as read from ``source`` (a delivered object).
 
-        One item per racer and source (``items.race_seconds_item``), written with BatchWriteItem: a
-        1,000-racer object costs 40 requests, where an UpdateItem per racer cost 1,000 (and each
-        rewrote a growing item, both images of it in the table stream). Idempotent: the same source
-        gives the same keys and values. A second delivered twice in two objects is in two parts, and
-        readers keep the best per second. Returns the number of items written.
+        One item per bucket of racers and source (``items.race_seconds_items``), written with
+        BatchWriteItem: a 1,000-racer object costs 3 requests, where an UpdateItem per racer cost
+        1,000 (and each rewrote a growing item, both images of it in the table stream). Idempotent:
+        the same source gives the same keys and values. A second delivered twice in two objects is in
+        two parts, and readers keep the best per second. Returns the number of items written.
         """
-        part = items.seconds_part(source)
         requests = [
-            {"PutRequest": {"Item": items.race_seconds_item(race_id, racer_id, part, outputs)}}
-            for racer_id, outputs in sorted(outputs_by_racer.items())
-            if outputs
+            {"PutRequest": {"Item": item}}
+            for item in items.race_seconds_items(race_id, items.seconds_part(source), outputs_by_racer)
         ]
         self._batch_write(requests, parallel=True)
         return len(requests)

@@ -15,6 +15,7 @@ from botocore.awsrequest import AWSResponse
 from hypothesis import given
 from hypothesis import strategies as st
 
+from processors.domain.message import MAX_ID
 from processors.domain.scoring import output_of
 from processors.domain.standings import RacerTotal
 from processors.domain.window import new_state
@@ -315,11 +316,13 @@ class TestResultsAndBests:
         assert table.put_personal_bests(candidates) == 0  # replay
 
     def test_race_seconds_for_many_racers(self, table: ResultsTable) -> None:
-        outputs = {racer_id: {1: 50.0 + racer_id, 3: 60.0} for racer_id in range(40)} | {99: {}}
-        assert table.put_race_seconds(7, outputs, source="s3://delivery/a.gz") == 40
-        assert table.racer_race_seconds(7, 39) == [89.0, None, 60.0]
+        outputs = {racer_id: {1: 50.0 + racer_id, 3: 60.0} for racer_id in range(140)} | {999: {}}
+        assert table.put_race_seconds(7, outputs, source="s3://delivery/a.gz") == 64  # one item per bucket
+        assert table.racer_race_seconds(7, 139) == [189.0, None, 60.0]
         assert table.racer_race_seconds(7, 0) == [50.0, None, 60.0]
-        assert table.racer_race_seconds(7, 99) == []
+        assert table.racer_race_seconds(7, 64) == [114.0, None, 60.0]  # racer 0's bucket, its own seconds
+        assert table.racer_race_seconds(7, 999) == []
+        assert table.racer_race_seconds(8, 0) == []
 
     def test_racer_race_seconds(self, table: ResultsTable) -> None:
         assert table.racer_race_seconds(7, 1) == []
@@ -334,22 +337,24 @@ class TestResultsAndBests:
 
     def test_a_part_is_six_bytes_a_second_and_exact(self) -> None:
         outputs = {1: 0.0, 2: 470.25, 3600: 123.4567}  # the smallest and largest second and output
-        item = items.race_seconds_item(7, 1, items.seconds_part("s3://b/k"), outputs)
-        assert set(item) == {"pk", "sk", "outputs"} and len(item["outputs"]["B"]) == 18
-        assert item["sk"]["S"].startswith(items.seconds_sk(1) + "#")
-        merged = items.seconds_from_items([item, items.race_seconds_item(7, 1, "x", {2: 100.0, 4: 1.5})])
+        racer = MAX_ID  # the largest racer id a message may carry
+        (item,) = items.race_seconds_items(7, items.seconds_part("s3://b/k"), {racer: outputs, racer - 64: {1: 9.0}})
+        assert set(item) == {"pk", "sk", "outputs"} and len(item["outputs"]["B"]) == (10 + 18) + (10 + 6)
+        assert item["sk"]["S"].startswith(items.seconds_sk(items.seconds_bucket(racer)) + "#")
+        (other,) = items.race_seconds_items(7, "x", {racer: {2: 100.0, 4: 1.5}})
+        merged = items.seconds_from_items(racer, [item, other])
         assert len(merged) == 3600
         assert merged[:4] == [0.0, 470.25, None, 1.5] and merged[3599] == 123.4567
+        assert items.seconds_from_items(racer - 64, [item, other]) == [9.0]
 
-    def test_one_part_per_racer_and_source_written_in_batches(self, table: ResultsTable, dynamodb: Any) -> None:
+    def test_one_item_per_bucket_and_source_written_in_batches(self, table: ResultsTable, dynamodb: Any) -> None:
         operations: list[str] = []
         dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: operations.append(model.name))
         outputs = {racer_id: {second: float(racer_id + second) for second in range(1, 11)} for racer_id in range(1000)}
         table.put_race_seconds(8, outputs, source="s3://delivery/raw/x.gz")
         table.put_race_seconds(8, outputs, source="s3://delivery/raw/x.gz")  # replayed object: same items
-        assert operations == ["BatchWriteItem"] * 80
-        scanned = dynamodb.scan(TableName=TABLE_NAME, Select="COUNT")["Count"]
-        assert scanned == 1000
+        assert operations == ["BatchWriteItem"] * 6  # 64 items, 25 a call, twice
+        assert dynamodb.scan(TableName=TABLE_NAME, Select="COUNT")["Count"] == 64
         assert table.racer_race_seconds(8, 999) == [float(999 + second) for second in range(1, 11)]
 
 
