@@ -142,6 +142,37 @@ _MAX_BASE64_CHARS = MAX_RECORD_BYTES * 4 // 3 + 4
 _a2b_base64 = binascii.a2b_base64
 
 
+class _Delivered(msgspec.Struct, gc=False, rename=_JSON_NAMES, omit_defaults=True):
+    """The message as the transformer delivers it: the bike message's fields, ``output`` added."""
+
+    event: str
+    device_ts: int
+    second: int
+    race_id: int
+    name: str
+    racer_id: int
+    class_id: int
+    cadence: float
+    resistance: float
+    output: float
+    uuid: str | None = None
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def delivered_line(fields: Fields) -> bytes:
+    """One delivered line: the JSON of ``Reading(*fields).to_message()`` (same keys, order, numbers) and a newline.
+
+    Encoded by msgspec from a struct, in C: the transformer's hot path (about half its CPU before).
+    """
+    uuid, event, device_ts, second, race_id, name, racer_id, class_id, cadence, resistance, output = fields
+    delivered = _Delivered(
+        event, device_ts, second, race_id, name, racer_id, class_id, cadence, resistance, output, uuid
+    )
+    return _encode(delivered) + b"\n"
+
+
 def decode_reading(data: bytes | str) -> Reading | BadRecord:
     """Validate one bike message (JSON bytes) and compute its output. Never raises.
 

@@ -14,7 +14,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from processors.domain.message import BadRecord, Reading, Reason, decode_payloads, decode_reading
+from processors.domain.message import (
+    BadRecord,
+    Reading,
+    Reason,
+    decode_fields,
+    decode_payloads,
+    decode_reading,
+    delivered_line,
+)
 from processors.domain.scoring import output_of
 from processors.domain.window import fold_fields, new_state
 from tests.processors.factories import fold_readings, message
@@ -49,6 +57,8 @@ def carries_its_json(data: bytes | str) -> None:
         assert repr(out[key]) == repr(parsed[key]), key
     assert reading.uuid == parsed.get("uuid")
     assert reading.output == output_of(reading.cadence, reading.resistance)
+    # the transformer's line is the same JSON, byte for byte
+    assert delivered_line(decode_fields(data)) == orjson.dumps(out) + b"\n"  # type: ignore[arg-type]
 
 
 ACCEPTED: list[tuple[str, bytes | str, dict[str, Any]]] = [
