@@ -304,8 +304,21 @@ def _binary(value: Any) -> bytes:
     return bytes(value)
 
 
+_LIVE_ATTRIBUTES = ("raceId", "classId", "version", "updatedAt", BOARD)
+
+
 def is_live_image(image: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
-    return image is not None and image.get(SK, {}).get("S") == LIVE_SK
+    """A live item's image with everything a reader needs.
+
+    Only the key is not enough: moto 5.2 answers an UpdateItem that creates an item with two table-stream
+    INSERTs, the first holding the key alone (``DynamoDBBackend.update_item`` puts the bare key, then
+    updates it). Such an image is no live item yet; the next record carries the whole item.
+    """
+    return (
+        image is not None
+        and image.get(SK, {}).get("S") == LIVE_SK
+        and all(name in image for name in _LIVE_ATTRIBUTES)
+    )
 
 
 def live_totals(item: Mapping[str, Any]) -> dict[int, RacerTotal]:

@@ -17,7 +17,7 @@ from processors.observability import logger
 from processors.table import FinalResult, PersonalBest, ResultsTable, schema
 from processors.table.items import live_key
 from tests.conftest import free_port
-from tests.processors.conftest import TABLE_NAME, publish_races
+from tests.processors.conftest import TABLE_NAME, publish_races, race_identity
 from tests.processors.factories import (
     LambdaContext,
     kinesis_event,
@@ -161,6 +161,19 @@ class TestFinals:
         event = {"Records": [stream_record(None, result_item)]}
         assert finals.lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
         assert all_results(table, 7) == []
+
+    def test_settling_a_race_nobody_rode_is_no_failure(self, table: ResultsTable, stream: StreamReader) -> None:
+        # GIVEN a race that ends with no live item: settling it creates one with an UpdateItem, which
+        # moto streams as two INSERTs, the first holding the key alone
+        table.settle_race(race_identity(9, class_id=3))
+        event = stream.next_event()
+        images = [
+            r["dynamodb"].get("NewImage", {}) for r in event["Records"] if r["dynamodb"]["Keys"]["sk"]["S"] == "LIVE"
+        ]
+        assert any(set(image) == {"pk", "sk"} for image in images)
+        # WHEN finals reads them THEN nothing fails and nothing is written
+        assert finals.lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
+        assert all_results(table, 9) == []
 
 
 class TestPartialFailure:
