@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
+from processors.table import schema
 from tests.conftest import free_port, wait_for_http
 
 
@@ -117,3 +118,50 @@ def test_items_answer_as_moto_does(endpoints: dict[str, str]) -> None:
     assert answers["embedded"] == answers["moto"]
     got, pages = answers["embedded"]
     assert got["nested"]["M"]["list"]["L"][2] == {"M": {"deep": {"BOOL": False}}} and len(pages[2][0]) == 30
+
+
+def query_answers(dynamodb: Any) -> list:
+    """Queries of one partition and of a sparse index, in a table of many partitions (the query-scope speedup)."""
+    schema.create_table(dynamodb, "scoped")
+    for race in range(6):
+        for racer in range(12):
+            item = {"pk": {"S": f"RACE#{race}"}, "sk": {"S": f"RESULT#{racer:04d}"}, "score": {"N": str(racer % 5)}}
+            if racer % 3 == 0:  # sparse: a third of the items carry the index keys
+                item["gsi1pk"] = {"S": f"RACE#{race % 2}#RESULTS"}
+                item["gsi1sk"] = {"S": f"{racer % 5:04d}#{race:02d}"}
+            dynamodb.put_item(TableName="scoped", Item=item)
+    answers = []
+    for params in (
+        {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "RACE#3"}}},
+        {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "RACE#9"}}},
+        {
+            "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
+            "ExpressionAttributeValues": {":p": {"S": "RACE#2"}, ":s": {"S": "RESULT#000"}},
+            "ScanIndexForward": False,
+            "Limit": 4,
+        },
+        {
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :p",
+            "ExpressionAttributeValues": {":p": {"S": "RACE#1#RESULTS"}},
+            "ScanIndexForward": False,
+            "Limit": 5,
+        },
+    ):
+        page = dynamodb.query(TableName="scoped", **params)
+        pages = [page]
+        while "LastEvaluatedKey" in page and len(pages) < 10:
+            page = dynamodb.query(TableName="scoped", ExclusiveStartKey=page["LastEvaluatedKey"], **params)
+            pages.append(page)
+        answers.append([({k: v for k, v in p.items() if k != "ResponseMetadata"}) for p in pages])
+    answers.append(dynamodb.scan(TableName="scoped", Limit=7)["Items"])
+    return answers
+
+
+def test_queries_of_a_partition_and_an_index_answer_as_moto_does(endpoints: dict[str, str]) -> None:
+    answers = {name: query_answers(clients(url)["dynamodb"]) for name, url in endpoints.items()}
+    assert answers["embedded"] == answers["moto"]
+    partition, missing, reversed_page, index, _scan = answers["embedded"]
+    assert len(partition[0]["Items"]) == 12 and missing[0]["Items"] == []
+    assert [item["sk"]["S"] for item in reversed_page[0]["Items"]] == [f"RESULT#{n:04d}" for n in (9, 8, 7, 6)]
+    assert sum(len(page["Items"]) for page in index) == 12  # races 1, 3, 5: racers 0, 3, 6, 9
