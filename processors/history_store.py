@@ -92,9 +92,18 @@ def merge_bests(
     return {"classId": int(class_id), "updatedAt": int(updated_at_ms), "racers": racers}
 
 
+HISTORY_GZIP_LEVEL = 1
+
+
 def encode_history(document: Mapping[str, Any]) -> bytes:
-    """Deterministic gzip JSON: the same document always gives the same bytes."""
-    return gzip.compress(orjson.dumps(document, option=orjson.OPT_SORT_KEYS), mtime=0)
+    """Deterministic gzip JSON: the same document always gives the same bytes.
+
+    Level 1, not gzip's default 9: the object is rewritten for every delivered object that improves
+    a best, and a class of 2,000 racers x 300 s (5.4 MB of JSON) took 866 ms of CPU at level 9 and
+    80 ms at level 1, for 2.65 MB instead of 2.25 MB (the history worker spent 79% of its time in
+    gzip during a 1,000-racer race).
+    """
+    return gzip.compress(orjson.dumps(document, option=orjson.OPT_SORT_KEYS), compresslevel=HISTORY_GZIP_LEVEL, mtime=0)
 
 
 def decode_history(data: bytes) -> dict[str, Any]:

@@ -315,9 +315,7 @@ def is_live_image(image: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any
     updates it). Such an image is no live item yet; the next record carries the whole item.
     """
     return (
-        image is not None
-        and image.get(SK, {}).get("S") == LIVE_SK
-        and all(name in image for name in _LIVE_ATTRIBUTES)
+        image is not None and image.get(SK, {}).get("S") == LIVE_SK and all(name in image for name in _LIVE_ATTRIBUTES)
     )
 
 
