@@ -171,3 +171,34 @@ def race_identity_publish(*, race_id: int, class_id: int, seconds: int, settle_a
             settle_at_ms=now_ms + settle_after_seconds * 1000,
         )
     )
+
+
+SUMMARY_PATH = REPO / "bench" / "results" / "summary.json"
+
+
+def update_summary(path: Path | None = None, **figures: float | int) -> Path:
+    """Merge ``figures`` into ``bench/results/summary.json`` (other keys kept), written atomically.
+
+    Only what a benchmark measured goes in: a key it did not measure stays absent (or keeps the value
+    an earlier run wrote). Returns the path written.
+    """
+    path = path or SUMMARY_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict):
+            summary = {}
+    except (OSError, ValueError):
+        summary = {}
+    summary.update(figures)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".summary-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(summary, out, indent=2, sort_keys=True)
+            out.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
