@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,13 +176,14 @@ def race_identity_publish(*, race_id: int, class_id: int, seconds: int, settle_a
 SUMMARY_PATH = REPO / "bench" / "results" / "summary.json"
 
 
-def update_summary(path: Path | None = None, **figures: float | int) -> Path:
+def update_summary(*, path: Path | None = None, remove: Iterable[str] = (), **figures: float | int) -> Path:
     """Merge ``figures`` into ``bench/results/summary.json`` (other keys kept), written atomically.
 
-    Only what a benchmark measured goes in: a key it did not measure stays absent (or keeps the value
-    an earlier run wrote). Returns the path written.
+    Only what a benchmark measured goes in. ``remove``: keys of this benchmark it could not measure
+    this time, taken out so that an earlier run's value does not pass for this one's. The file is
+    ``$ALLEYCAT_BENCH_SUMMARY`` when set (a trial run). Returns the path written.
     """
-    path = path or SUMMARY_PATH
+    path = path or Path(os.environ.get("ALLEYCAT_BENCH_SUMMARY") or SUMMARY_PATH)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         summary = json.loads(path.read_text())
@@ -190,6 +191,8 @@ def update_summary(path: Path | None = None, **figures: float | int) -> Path:
             summary = {}
     except (OSError, ValueError):
         summary = {}
+    for key in remove:
+        summary.pop(key, None)
     summary.update(figures)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".summary-", suffix=".json")
     try:
