@@ -20,13 +20,14 @@ event of a 1,000-racer race:
 Per invoke: CPU time of this process (``time.process_time``, every thread: the handlers' parallel
 puts run in a thread pool) and wall time around the call, the AWS requests the handler's clients
 send (botocore ``before-send`` on the clients of ``processors.clients``, retries included) and the
-moto server's CPU (its ``/proc`` counters). Fresh race and class per repeat; the first repeat is a
-warm-up and not counted; the figures are medians (7 repeats; 3 for finals and history, whose invokes
-take seconds each on moto). The handlers' log and metric lines (stdout) go
-to /dev/null during the call. Prints a table with the original sample's figures and the ratio,
-writes ``--json`` if given, and merges the headline figures into ``bench/results/summary.json``.
+moto server's CPU (its ``/proc`` counters, 10 ms ticks). Fresh race and class per repeat; the first
+invoke of each handler is a warm-up and not counted. Figures are medians, with the minimum CPU next
+to them (a quiet machine's figure): 15 repeats, 3 for finals and history, whose invokes take seconds
+each on moto. The handlers' log and metric lines (stdout) go to /dev/null during the call. Prints a
+table with the original sample's figures and the ratio, writes ``--json`` if given, and merges the
+headline figures into ``bench/results/summary.json``.
 
-    .venv/bin/python bench/bench_handlers.py                 # 7 repeats (finals, history: 3) + 1 warm-up
+    .venv/bin/python bench/bench_handlers.py                 # 15 repeats (finals, history: 3) + 1 warm-up
     .venv/bin/python bench/bench_handlers.py --repeats 3 --only finals history --json /tmp/h.json
 """
 
@@ -515,12 +516,14 @@ def ratio(ours: float, original: float | None) -> str:
 def report(scenarios: list[Scenario], out: Any) -> dict[str, float]:
     """Print the table; return the headline figures for summary.json."""
     print(
-        f"\n{'handler':12s} {'scenario':58s} {'CPU ms':>9s} {'wall ms':>9s} {'requests':>8s} {'moto CPU ms':>11s}",
+        f"\n{'handler':12s} {'scenario':58s} {'CPU ms':>9s} {'min':>8s} {'wall ms':>9s} {'requests':>8s} "
+        f"{'moto CPU ms':>11s}",
         file=out,
     )
     for s in scenarios:
         print(
-            f"{s.handler:12s} {s.name:58s} {s.median('cpu_ms'):9.1f} {s.median('wall_ms'):9.1f} "
+            f"{s.handler:12s} {s.name:58s} {s.median('cpu_ms'):9.1f} {min(x.cpu_ms for x in s.samples):8.1f} "
+            f"{s.median('wall_ms'):9.1f} "
             f"{s.median('requests'):8.0f} {s.median('server_cpu_ms'):11.0f}",
             file=out,
         )
@@ -592,7 +595,7 @@ def report(scenarios: list[Scenario], out: Any) -> dict[str, float]:
 def main() -> int:
     handlers = ("transformer", "aggregator", "finals", "history")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=7, help="measured invokes per scenario (plus one warm-up)")
+    parser.add_argument("--repeats", type=int, default=15, help="measured invokes per scenario (plus one warm-up)")
     parser.add_argument(
         "--heavy-repeats", type=int, default=3, help="the same for finals and history (seconds per invoke on moto)"
     )
