@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,3 +171,37 @@ def race_identity_publish(*, race_id: int, class_id: int, seconds: int, settle_a
             settle_at_ms=now_ms + settle_after_seconds * 1000,
         )
     )
+
+
+SUMMARY_PATH = REPO / "bench" / "results" / "summary.json"
+
+
+def update_summary(*, path: Path | None = None, remove: Iterable[str] = (), **figures: float | int) -> Path:
+    """Merge ``figures`` into ``bench/results/summary.json`` (other keys kept), written atomically.
+
+    Only what a benchmark measured goes in. ``remove``: keys of this benchmark it could not measure
+    this time, taken out so that an earlier run's value does not pass for this one's. The file is
+    ``$ALLEYCAT_BENCH_SUMMARY`` when set (a trial run). Returns the path written.
+    """
+    path = path or Path(os.environ.get("ALLEYCAT_BENCH_SUMMARY") or SUMMARY_PATH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict):
+            summary = {}
+    except (OSError, ValueError):
+        summary = {}
+    for key in remove:
+        summary.pop(key, None)
+    summary.update(figures)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".summary-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(summary, out, indent=2, sort_keys=True)
+            out.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path

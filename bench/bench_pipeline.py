@@ -28,7 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench._common import local_pipeline, race_identity_publish, source  # noqa: E402
+from bench._common import local_pipeline, race_identity_publish, source, update_summary  # noqa: E402
 
 
 def expected_scores(messages: list[dict]) -> dict[int, int]:
@@ -49,6 +49,7 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=120.0, help="at most this long to wait for the backlog")
     parser.add_argument("--firehose-buffer", default="10", help="ALLEYCAT_FIREHOSE_BUFFER_SECONDS (make run: 10)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, status file)")
+    parser.add_argument("--no-summary", action="store_true", help="do not update bench/results/summary.json")
     args = parser.parse_args()
 
     import boto3
@@ -126,7 +127,8 @@ def main() -> int:
         elapsed_play = result.elapsed if result else 0.0
         lags = [s["lag"] for s in played] or [0.0]
         backlogs = [s["backlog"] for s in played] or [0.0]
-        rates = [s["rate"] for s in played if s["t"] > 10] or [0.0]
+        measured_rates = [s["rate"] for s in played if s["t"] > 10]
+        rates = measured_rates or [0.0]
         final = samples[-1] if samples else {}
         drained_after = (final.get("t", 0) - elapsed_play) if final.get("done", 0) >= final.get("sent", 1) else None
         print()
@@ -141,6 +143,12 @@ def main() -> int:
             + (f"{drained_after:.1f}s after the last second" if drained_after is not None else "NOT within the limit")
         )
         print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        # What this run measured, for bench/results/summary.json (a figure it could not measure is left out).
+        figures: dict[str, float] = {"e2e_racers": args.racers}
+        if measured_rates:
+            figures["aggregator_records_per_s"] = round(statistics.median(measured_rates), 1)
+        if played:
+            figures["e2e_iterator_age_max_s"] = round(max(lags), 1)
 
         if result and drained_after is not None:
             time.sleep(2)
@@ -151,6 +159,10 @@ def main() -> int:
             expected = expected_scores(result.messages)
             wrong = [r for r, units in expected.items() if r not in totals or totals[r].score_units != units]
             print(f"live item: {len(totals)} racers, scores exact: {not wrong} ({len(wrong)} differ)")
+            figures["e2e_records_lost"] = len(wrong)  # racers whose score is wrong or missing
+        if not args.no_summary:
+            unmeasured = {"aggregator_records_per_s", "e2e_iterator_age_max_s", "e2e_records_lost"} - set(figures)
+            print(f"summary: {update_summary(remove=unmeasured, **figures)}")
         return 0
 
 
