@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,10 +17,12 @@ from processors.table import schema
 from tests.conftest import free_port, wait_for_http
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
+@contextlib.contextmanager
+def running_endpoint(**env: str) -> Iterator[str]:
+    """The embedded endpoint on a free port of 127.0.0.1 (``env`` added to its environment) until the block ends."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "processors.local.endpoint", str(port)], stdout=subprocess.DEVNULL)
+    argv = [sys.executable, "-m", "processors.local.endpoint", str(port)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env={**os.environ, **env})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/moto-api/")
@@ -27,6 +30,12 @@ def endpoint() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with running_endpoint() as url:
+        yield url
 
 
 def client(url: str):
@@ -120,17 +129,8 @@ def test_an_unknown_speedup_name_is_refused_before_any_is_applied(monkeypatch) -
 
 @pytest.fixture
 def short_retention_endpoint() -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "ALLEYCAT_MOTO_RETENTION_SECONDS": "3"}
-    argv = [sys.executable, "-m", "processors.local.endpoint", str(port)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/moto-api/")
+    with running_endpoint(ALLEYCAT_MOTO_RETENTION_SECONDS="3") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def test_records_older_than_the_retention_leave_both_streams(short_retention_endpoint):
