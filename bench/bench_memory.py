@@ -13,7 +13,8 @@ figures at the marks (5, 30 and 60 minutes by default) and at the end.
     .venv/bin/python bench/bench_memory.py --racers 300 --minutes 6 --marks 1,3,6
 
 Issue 9's target: endpoint + runner under 2 GB, flat after the first minutes. ``--json`` writes
-every sample. Everything it starts binds 127.0.0.1 and stops at the end.
+every sample; a run that reaches 60 minutes puts the endpoint's RSS then in
+``bench/results/summary.json`` (``endpoint_rss_mb_60min``). Everything it starts binds 127.0.0.1 and stops at the end.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench._common import local_pipeline, race_identity_publish, source  # noqa: E402
+from bench._common import local_pipeline, race_identity_publish, source, update_summary  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -142,6 +143,12 @@ def main() -> int:
         )
         if args.json:
             Path(args.json).write_text(json.dumps({"racers": args.racers, "samples": samples}, indent=1))
+        # The summary's figure: the endpoint's RSS at 60 minutes, only from a run that reached them.
+        at_hour = [sample for sample in samples if sample["minute"] >= 60]
+        if at_hour:
+            update_summary(endpoint_rss_mb_60min=at_hour[0]["endpoint_mb"])
+        else:
+            update_summary(remove=["endpoint_rss_mb_60min"])
     return 0
 
 
