@@ -11,6 +11,11 @@ after resharding; records older than a retention of seconds leave both kinds of 
 - ``get_shard_for_key``: after UpdateShardCount moto routes keys to the first shard whose hash range
   matches — the *closed* parent, where no reader looks any more — and misses the last hash key of
   every range (``Stream.get_shard_for_key`` compares with ``<`` against ``ending_hash``).
+- noncurrent versions: moto keeps every version of an object in a versioned bucket for ever (it
+  applies no lifecycle rule); the history bucket gets a new version of ``class-<id>.json.gz`` (a few
+  MB at 1,000 racers) for every delivered object, ~12 MB a minute in a 1,000-racer race. Here a
+  put keeps the newest ``ALLEYCAT_MOTO_NONCURRENT_VERSIONS`` (default 3) noncurrent versions of its
+  key, as the template's ``NoncurrentVersionExpiration`` would (after days, there).
 - retention: moto keeps every Kinesis record and every table-stream record for ever (built for short
   unit tests); here records older than ``ALLEYCAT_MOTO_RETENTION_SECONDS`` (default 900) leave the
   Kinesis shards and the table streams, and a table stream keeps at most its newest
@@ -100,8 +105,26 @@ def apply() -> None:
         offset = max(0, start - self.starting_sequence_number)
         return [item.to_json() for item in self.items[offset : offset + quantity]]
 
+    _bounded_noncurrent_versions(_int_env("ALLEYCAT_MOTO_NONCURRENT_VERSIONS", 3))
     replace(Shard, "put_record", put_record)
     replace(Stream, "get_shard_for_key", get_shard_for_key)
     replace(StreamShard, "add", add)
     replace(StreamShard, "get", get)
     replace(Shard, "_alleycat_fixed", True)
+
+
+def _bounded_noncurrent_versions(keep: int) -> None:
+    from moto.s3.models import S3Backend
+
+    original = S3Backend.put_object
+
+    def put_object(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
+        new_key = original(self, bucket_name, key_name, *args, **kwargs)
+        bucket = self.get_bucket(bucket_name)
+        if bucket.is_versioned:
+            versions = bucket.keys.getlist(key_name, [])
+            if len(versions) > keep + 1:
+                bucket.keys.setlist(key_name, versions[-(keep + 1) :])  # moto disposes of the others
+        return new_key
+
+    replace(S3Backend, "put_object", put_object)

@@ -172,3 +172,23 @@ def test_records_older_than_the_retention_leave_both_streams(short_retention_end
     kept = [record["Data"].decode() for record in read_all(kinesis, "kept", shard["ShardId"])]
     assert kept == [f"new-{i}" for i in range(500)]
     assert stream_keys() == ["NEW"]
+
+
+def test_a_versioned_bucket_keeps_the_newest_noncurrent_versions(endpoint):
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    s3.create_bucket(Bucket="versions")
+    s3.put_bucket_versioning(Bucket="versions", VersioningConfiguration={"Status": "Enabled"})
+    for n in range(8):
+        s3.put_object(Bucket="versions", Key="class-1.json.gz", Body=f"v{n}".encode())
+        if n == 0:
+            s3.put_object(Bucket="versions", Key="other", Body=b"x")
+    versions = s3.list_object_versions(Bucket="versions", Prefix="class-1")["Versions"]
+    bodies = [
+        s3.get_object(Bucket="versions", Key="class-1.json.gz", VersionId=v["VersionId"])["Body"].read()
+        for v in versions
+    ]
+    assert sorted(bodies) == [b"v4", b"v5", b"v6", b"v7"]  # the current one and 3 noncurrent (the default)
+    assert s3.get_object(Bucket="versions", Key="class-1.json.gz")["Body"].read() == b"v7"
+    assert s3.get_object(Bucket="versions", Key="other")["Body"].read() == b"x"
