@@ -1,8 +1,10 @@
 """Each handler on its own, 1,000 racers: CPU of the handler's process and AWS requests per invoke.
 
-Starts a plain moto server (``python -m moto.server``, not our patched endpoint) on 127.0.0.1 in a
-child process, creates the stream, table, buckets and dead-letter queue with the bootstrap (as the
-handler tests do), and invokes each handler's ``lambda_handler`` in this process with the realistic
+Starts the embedded AWS endpoint (``python -m processors.local.endpoint``: moto's server with the
+project's fixes; ``--server moto`` for moto's own, on which the original's figures were measured:
+every handler but finals, whose transactions moto's own server answers by copying the whole table)
+on 127.0.0.1 in a child process, creates the stream, table, buckets and dead-letter queue with the
+bootstrap (as the handler tests do), and invokes each handler's ``lambda_handler`` in this process with the realistic
 event of a 1,000-racer race:
 
 - aggregator: one tumbling window holding one second of 1,000 racers, in a race whose live item
@@ -215,12 +217,19 @@ class Bench:
 # --------------------------------------------------------------------------- server and resources
 
 
+SERVERS = {
+    "moto": ["-m", "moto.server", "-H", "127.0.0.1", "-p"],  # moto's own server, as the original was measured on
+    "embedded": ["-m", "processors.local.endpoint"],  # what make run starts: moto with the project's fixes
+}
+
+
 @contextlib.contextmanager
-def moto_server() -> Iterator[subprocess.Popen]:
-    """A plain moto server on 127.0.0.1 in a child process until the block ends; this process's boto3 reaches it."""
+def moto_server(kind: str = "moto") -> Iterator[subprocess.Popen]:
+    """A moto server (``kind``: see SERVERS) on 127.0.0.1 in a child process until the block ends; this
+    process's boto3 reaches it."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, *SERVERS[kind], str(port)]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_http(f"{endpoint}/moto-api/")
@@ -604,6 +613,12 @@ def main() -> int:
     parser.add_argument("--finals-seconds", type=int, default=30, help="the second at which the 1,000 racers finish")
     parser.add_argument("--history-seconds", type=int, default=60, help="seconds of the existing class history")
     parser.add_argument("--json", type=Path, help="write every scenario's figures and samples here")
+    parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="embedded",
+        help="the embedded endpoint (default) or moto's own server (not for finals: see the docstring)",
+    )
     parser.add_argument("--no-summary", action="store_true", help="do not update bench/results/summary.json")
     args = parser.parse_args()
     if min(args.repeats, args.heavy_repeats) < 1:
@@ -611,11 +626,16 @@ def main() -> int:
 
     started = time.monotonic()
     scenarios: list[Scenario] = []
-    with moto_server() as server:
+    if args.server == "moto" and "finals" in args.only:
+        parser.error(
+            "finals needs --server embedded: moto's own server copies the whole table for every transaction"
+            " (seconds each at this size, past the client's timeout) and fails when another write comes meanwhile"
+        )
+    with moto_server(args.server) as server:
         resources = create_resources()
         bench = Bench(server.pid)
         print(
-            f"plain moto server pid {server.pid}; {args.repeats} repeats (finals, history: {args.heavy_repeats})"
+            f"{args.server} server pid {server.pid}; {args.repeats} repeats (finals, history: {args.heavy_repeats})"
             " + 1 warm-up per handler",
             flush=True,
         )

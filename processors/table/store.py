@@ -34,6 +34,7 @@ T = TypeVar("T")
 MAX_PAGE = 1000
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
+TRANSACT_WRITE_MAX = 100
 MAX_BATCH_ATTEMPTS = 8
 MAX_CONFLICT_ATTEMPTS = 10
 PARALLEL_PUTS = PARALLEL_REQUESTS  # the client's connection pool is as large
@@ -480,8 +481,7 @@ class ResultsTable:
             result for result in finished if stored.get(result.racer_id) != result and result.racer_id not in voided
         ]
         if missing:
-            self.put_final_results(missing)
-            self.put_personal_bests(items.personal_best_of(result) for result in missing)
+            self.put_finals(missing)
         try:
             with _store_errors():
                 self._client.update_item(
@@ -498,54 +498,93 @@ class ResultsTable:
 
     # --- writes: final results and personal bests (finals) -------------------------------
 
+    def put_finals(self, results: Iterable[FinalResult]) -> tuple[int, int]:
+        """Write final results and the class personal bests they improve: (results written, bests improved).
+
+        The current bests are read with BatchGetItem (100 keys a request); then every result (an
+        idempotent put) and every best that beats the stored one (a put conditional on still beating
+        it, so a concurrent better write wins and ties keep the old best) go out in TransactWriteItems
+        of up to 100 actions. The end of a 1,000-racer race, every racer new to the class: 10 + 20
+        requests, where a conditional PutItem per best made it 40 + 10 + 1,000. A transaction that
+        DynamoDB cancels because a best's condition failed (a better best came meanwhile, or this is
+        a replay) is sent again without that best; one cancelled for a conflict with another
+        transaction is sent again as it was, with the one retry policy. With no best to write, the
+        results go out with BatchWriteItem (a transactional write costs DynamoDB two write units).
+        """
+        results = list(results)
+        return self._write_finals(results, [items.personal_best_of(result) for result in results])
+
     def put_final_results(self, results: Iterable[FinalResult]) -> int:
         """Write final results (idempotent puts, BatchWriteItem in 25s). Returns how many."""
-        # One request per key: BatchWriteItem rejects a batch that names a key twice (last one wins).
-        latest = {(result.race_id, result.racer_id): result for result in results}
-        requests = [{"PutRequest": {"Item": items.final_result_item(result)}} for result in latest.values()]
-        self._batch_write(requests)
-        return len(requests)
+        return self._write_finals(results, [])[0]
 
     def put_personal_bests(self, candidates: Iterable[PersonalBest]) -> int:
-        """Store each candidate that beats the racer's current best in its class. Returns how many did.
+        """Store each candidate that beats the racer's current best in its class (``put_finals`` without
+        results). Returns how many did."""
+        return self._write_finals([], candidates)[1]
 
-        Reads the current bests with BatchGetItem, then writes only the better ones, each
-        conditional on still being better (a concurrent better write wins; ties keep the old best).
-        """
+    def _write_finals(self, results: Iterable[FinalResult], candidates: Iterable[PersonalBest]) -> tuple[int, int]:
+        latest = {(result.race_id, result.racer_id): result for result in results}  # one action per key
+        result_puts = [{"Put": {"TableName": self._table, "Item": items.final_result_item(r)}} for r in latest.values()]
         best_of: dict[tuple[int, int], PersonalBest] = {}
-        for candidate in candidates:
-            key = (candidate.class_id, candidate.racer_id)
-            if key not in best_of or candidate.score > best_of[key].score:
-                best_of[key] = candidate
-        if not best_of:
-            return 0
+        for best in candidates:
+            key = (best.class_id, best.racer_id)
+            if key not in best_of or best.score > best_of[key].score:
+                best_of[key] = best
         current = {
             (best.class_id, best.racer_id): best.score
             for best in map(items.personal_best_from_item, self._batch_get([items.best_key(*k) for k in best_of]))
         }
-        better = [item for key, item in best_of.items() if is_better_best(item.score, current.get(key))]
-        if len(better) <= 1:
-            return sum(map(self._put_best_if_greater, better))
-        # The end of a race finishes hundreds of racers in one stream record; conditional puts
-        # cannot be batched, so they go out in parallel (the client is thread-safe).
-        with ThreadPoolExecutor(max_workers=min(PARALLEL_PUTS, len(better))) as pool:
-            return sum(pool.map(self._put_best_if_greater, better))
+        best_puts = []
+        for key, best in best_of.items():
+            if not is_better_best(best.score, current.get(key)):
+                continue
+            item = items.personal_best_item(best)
+            best_puts.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(pk) OR score < :s",
+                        "ExpressionAttributeValues": {":s": item["score"]},
+                    }
+                }
+            )
+        if not best_puts:
+            self._batch_write([{"PutRequest": {"Item": action["Put"]["Item"]}} for action in result_puts])
+            return len(result_puts), 0
+        actions = result_puts + best_puts  # 100 to a transaction, whatever their kind: the fewest requests
+        improved = 0
+        for start in range(0, len(actions), TRANSACT_WRITE_MAX):
+            improved += self._transact_puts(actions[start : start + TRANSACT_WRITE_MAX])
+        return len(result_puts), improved
 
-    def _put_best_if_greater(self, best: PersonalBest) -> bool:
-        item = items.personal_best_item(best)
-        try:
-            with _store_errors():
-                self._client.put_item(
-                    TableName=self._table,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(pk) OR score < :s",
-                    ExpressionAttributeValues={":s": item["score"]},
-                )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+    def _transact_puts(self, actions: list[dict[str, Any]]) -> int:
+        """One TransactWriteItems of puts, sent again without the conditional puts whose condition failed
+        (and as it was after a conflict). Returns how many conditional puts were written."""
+        pending = actions
+
+        def send() -> None:
+            nonlocal pending
+            try:
+                with _store_errors():
+                    self._client.transact_write_items(TransactItems=pending)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
+                if len(reasons) != len(pending):
+                    raise
+                if any(code not in {"None", "ConditionalCheckFailed", "TransactionConflict"} for code in reasons):
+                    raise StoreUnavailable(f"transaction cancelled: {reasons}") from exc
+                pending = [
+                    action for action, code in zip(pending, reasons, strict=True) if code != "ConditionalCheckFailed"
+                ]
+                if pending:
+                    raise TryAgain("transaction cancelled") from exc
+
+        _until_done(send, "TransactWriteItems cancelled")
+        return sum(1 for action in pending if "ConditionExpression" in action["Put"])
 
     # --- staff corrections: void a result, replace a personal best ------------------------
 

@@ -1,9 +1,5 @@
-"""End-to-end fixtures: the embedded AWS endpoint as ``make run`` starts it, the runner as a process.
-
-``moto_endpoint`` is overridden here: the pipeline tests run against ``processors.local.endpoint``
-(moto's server with the adjustments ``make run`` uses: open-shard routing after resharding,
-linear reads), so that what they prove holds for the stack a newcomer runs.
-"""
+"""End-to-end fixtures: the runner as a process, next to the session's embedded AWS endpoint
+(``moto_endpoint``, as ``make run`` starts it)."""
 
 from __future__ import annotations
 
@@ -18,18 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, http_server_process, process_stop
+from tests.conftest import process_stop
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """The embedded endpoint of ``make run`` (moto with our patches), not plain moto."""
-    port = free_port()
-    argv = [sys.executable, "-m", "processors.local.endpoint", str(port)]
-    with http_server_process(argv, "/moto-api/", port, cwd=REPO) as url:
-        yield url
 
 
 class RunnerProcess:

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from processors.table import schema
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import free_port, http_server_process, wait_for_http
 
 
 @contextlib.contextmanager
@@ -192,3 +192,124 @@ def test_a_versioned_bucket_keeps_the_newest_noncurrent_versions(endpoint):
     assert sorted(bodies) == [b"v4", b"v5", b"v6", b"v7"]  # the current one and 3 noncurrent (the default)
     assert s3.get_object(Bucket="versions", Key="class-1.json.gz")["Body"].read() == b"v7"
     assert s3.get_object(Bucket="versions", Key="other")["Body"].read() == b"x"
+
+
+def _dynamodb(url: str):
+    return boto3.client(
+        "dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+
+
+def _stream_keys(url: str, table: str) -> list[str]:
+    streams = boto3.client(
+        "dynamodbstreams", endpoint_url=url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    arn = _dynamodb(url).describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
+    return [
+        r["dynamodb"]["Keys"]["sk"]["S"]
+        for r in streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    ]
+
+
+def _put(table: str, sk: str, score: int, condition: str | None = None, **extra: dict) -> dict:
+    action: dict = {
+        "TableName": table,
+        "Item": {"pk": {"S": "P"}, "sk": {"S": sk}, "score": {"N": str(score)}, **extra},
+    }
+    if condition:
+        action |= {"ConditionExpression": condition, "ExpressionAttributeValues": {":s": {"N": str(score)}}}
+    return {"Put": action}
+
+
+@pytest.fixture(scope="module")
+def plain_moto() -> Iterator[str]:
+    """moto's own server, unchanged, to compare with."""
+    port = free_port()
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with http_server_process(argv, "/moto-api/", port) as url:
+        yield url
+
+
+@pytest.mark.parametrize("server", ["embedded", "moto"])
+def test_a_transaction_whose_condition_fails_writes_nothing_and_names_the_action(endpoint, plain_moto, server):
+    # GIVEN a stored item (the same sequence on the embedded endpoint and on moto's own server)
+    url = endpoint if server == "embedded" else plain_moto
+    dynamodb = _dynamodb(url)
+    table = f"cancel-{server}"
+    schema.create_table(dynamodb, table)
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "P"}, "sk": {"S": "A"}, "score": {"N": "5"}})
+    # WHEN a transaction's middle action needs a lower score than the stored one
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException) as cancelled:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                _put(table, "B", 1),
+                _put(table, "A", 3, "attribute_not_exists(pk) OR score < :s"),
+                _put(table, "C", 1),
+            ]
+        )
+    # THEN DynamoDB's answer names it, and nothing of the transaction is written or streamed
+    reasons = [reason["Code"] for reason in cancelled.value.response["CancellationReasons"]]
+    assert reasons == ["None", "ConditionalCheckFailed", "None"]
+    keys = [item["sk"]["S"] for item in dynamodb.scan(TableName=table)["Items"]]
+    assert keys == ["A"]
+    assert _stream_keys(url, table) == ["A"]
+    # and the same transaction with a condition that holds writes all three
+    dynamodb.transact_write_items(
+        TransactItems=[_put(table, "B", 1), _put(table, "A", 9, "score < :s"), _put(table, "C", 1)]
+    )
+    assert sorted(item["sk"]["S"] for item in dynamodb.scan(TableName=table)["Items"]) == ["A", "B", "C"]
+    assert _stream_keys(url, table) == ["A", "B", "A", "C"]
+
+
+def test_an_action_refused_while_written_takes_back_the_ones_before_it(endpoint):
+    # GIVEN a transaction whose last put is over DynamoDB's item size (found only when it is written)
+    dynamodb = _dynamodb(endpoint)
+    schema.create_table(dynamodb, "rollback")
+    dynamodb.put_item(TableName="rollback", Item={"pk": {"S": "P"}, "sk": {"S": "A"}, "score": {"N": "5"}})
+    too_large = {"blob": {"B": b"x" * 420_000}}
+    with pytest.raises(dynamodb.exceptions.ClientError):
+        dynamodb.transact_write_items(
+            TransactItems=[_put("rollback", "A", 6), _put("rollback", "B", 1), _put("rollback", "C", 1, **too_large)]
+        )
+    # THEN the items before it are as they were, and the table stream has none of its records
+    items = {item["sk"]["S"]: item["score"]["N"] for item in dynamodb.scan(TableName="rollback")["Items"]}
+    assert items == {"A": "5"}
+    assert _stream_keys(endpoint, "rollback") == ["A"]
+
+
+def test_transactions_and_writes_from_many_threads_all_land(endpoint):
+    # GIVEN 6 threads sending transactions of 50 puts while 2 others put items one by one into the same table
+    dynamodb = _dynamodb(endpoint)
+    schema.create_table(dynamodb, "busy")
+    errors: list[BaseException] = []
+
+    def transactions(worker: int) -> None:
+        client = _dynamodb(endpoint)
+        try:
+            for batch in range(8):
+                client.transact_write_items(
+                    TransactItems=[_put("busy", f"t{worker}-{batch}-{n}", n) for n in range(50)]
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def single_puts(worker: int) -> None:
+        client = _dynamodb(endpoint)
+        try:
+            for n in range(200):
+                client.put_item(TableName="busy", Item={"pk": {"S": "P"}, "sk": {"S": f"s{worker}-{n}"}})
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=transactions, args=(w,)) for w in range(6)]
+    threads += [threading.Thread(target=single_puts, args=(w,)) for w in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    # THEN every write is there and none failed
+    assert errors == []
+    count = dynamodb.scan(TableName="busy", Select="COUNT")["Count"]
+    assert count == 6 * 8 * 50 + 2 * 200

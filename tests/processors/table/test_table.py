@@ -315,6 +315,45 @@ class TestResultsAndBests:
         assert {(b.racer_id, b.score) for b in board if b.race_id == 1} == {(r, 50.0) for r in range(0, 51, 3)}
         assert table.put_personal_bests(candidates) == 0  # replay
 
+    def test_finals_of_a_big_race_in_few_requests(self, table: ResultsTable, dynamodb: Any) -> None:
+        # GIVEN 1,000 finishers, all new to the class, and 10 who already have a better best
+        table.put_personal_bests([PersonalBest(3, racer_id, "R", 5000.0, 1) for racer_id in range(10)])
+        calls: list[str] = []
+        dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+        # WHEN finals writes them
+        written, improved = table.put_finals(result(7, racer_id, 100.0 + racer_id) for racer_id in range(1000))
+        # THEN every result and every better best is there, in 10 BatchGetItem and 20 transactions
+        assert (written, improved) == (1000, 990)
+        assert calls.count("BatchGetItem") == 10 and calls.count("TransactWriteItems") == 20 and len(calls) == 30
+        assert len(table.race_results(7, limit=1000).items) == 1000
+        board = table.class_leaderboard(3, limit=1000).items
+        assert len(board) == 1000
+        assert {(b.racer_id, b.score) for b in board if b.racer_id < 10} == {(r, 5000.0) for r in range(10)}
+        # a replay writes the results again and no best
+        assert table.put_finals(result(7, racer_id, 100.0 + racer_id) for racer_id in range(1000)) == (1000, 0)
+
+    def test_a_better_best_written_meanwhile_wins_and_the_rest_is_written(
+        self, table: ResultsTable, dynamodb: Any
+    ) -> None:
+        # GIVEN another writer storing a better best for racer 2 after finals read the bests
+        sent: list[int] = []
+
+        def meanwhile(params: dict[str, Any], **_: Any) -> None:
+            sent.append(len(params["TransactItems"]))
+            if len(sent) == 1:
+                writer = boto3.client("dynamodb")
+                writer.put_item(TableName=TABLE_NAME, Item=items.personal_best_item(PersonalBest(3, 2, "B", 900.0, 6)))
+
+        dynamodb.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", meanwhile)
+        # WHEN finals writes three results and their bests
+        written, improved = table.put_finals([result(7, 1, 100.0), result(7, 2, 200.0), result(7, 3, 300.0)])
+        # THEN the cancelled transaction went again without racer 2's best; every result is written
+        assert sent == [6, 5]
+        assert (written, improved) == (3, 2)
+        assert table.personal_best(3, 2) == PersonalBest(3, 2, "B", 900.0, 6)
+        assert table.personal_best(3, 3) == PersonalBest(3, 3, "R3", 300.0, 7)
+        assert {r.racer_id for r in table.race_results(7, limit=10).items} == {1, 2, 3}
+
     def test_race_seconds_for_many_racers(self, table: ResultsTable) -> None:
         outputs = {racer_id: {1: 50.0 + racer_id, 3: 60.0} for racer_id in range(140)} | {999: {}}
         assert table.put_race_seconds(7, outputs, source="s3://delivery/a.gz") == 64  # one item per bucket
@@ -438,7 +477,15 @@ class TestNoScan:
         table.personal_best(3, 1)
         table.racer_race_seconds(7, 1)
         assert "Scan" not in operations
-        assert set(operations) <= {"GetItem", "Query", "BatchGetItem", "PutItem", "UpdateItem", "BatchWriteItem"}
+        assert set(operations) <= {
+            "GetItem",
+            "Query",
+            "BatchGetItem",
+            "PutItem",
+            "UpdateItem",
+            "BatchWriteItem",
+            "TransactWriteItems",
+        }
         assert operations.count("Query") == 4
 
 
