@@ -6,7 +6,8 @@ Used by ``manage.py simulate`` (which finds the race in the schedule) and by the
   name is given (from a Racer row), the same Faker name (``processors.local.names``); the variation within a race is
   seeded by (race id, racer id, second), so replaying a race sends the same numbers.
 - Messages follow DESIGN.md "The bike message"; the last second played is the racer's ``final``.
-- PutRecords in batches of at most 500 records (and 5 MB), partition key = raceId; records that
+- PutRecords in batches of at most 500 records (and 5 MB), partition key ``<raceId>:<racerId>`` (the
+  contract's recommended key: a race spreads over every shard, as bikes' keys do); records that
   come back failed (FailedRecordCount > 0: throttling, an endpoint hiccup) are sent again with
   back-off, so nothing is lost quietly.
 - ``speed`` plays faster than real time: second ``s`` is due at ``start + (s - first) / speed``.
@@ -114,7 +115,7 @@ class Simulator:
     """Sends the messages of races to one Kinesis stream.
 
     ``workers`` > 1 sends the batches of a second in parallel (real Kinesis, many shards); the
-    default is sequential, because one race is one partition key, hence one shard anyway.
+    default is sequential (one endpoint on 127.0.0.1: parallel calls only contend for it).
     """
 
     def __init__(self, kinesis: Any, stream: str, *, workers: int = 1, stop: threading.Event | None = None) -> None:
@@ -132,7 +133,7 @@ class Simulator:
             if len(batches[-1]) == MAX_BATCH_RECORDS or size + len(data) > MAX_BATCH_BYTES:
                 batches.append([])
                 size = 0
-            batches[-1].append((data, str(message["raceId"])))
+            batches[-1].append((data, f"{message['raceId']}:{message['racerId']}"))
             size += len(data) + 16
         batches = [batch for batch in batches if batch]
         if len(batches) == 1 or self.workers == 1:

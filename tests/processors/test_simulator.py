@@ -86,7 +86,7 @@ class TestMessages:
 
 
 class TestSending:
-    def test_put_records_in_batches_of_at_most_500_keyed_by_race(self, aws):
+    def test_put_records_in_batches_of_at_most_500_keyed_by_race_and_racer(self, aws):
         kinesis = create_stream(shards=2)
         counting = CountingKinesis(kinesis)
         race = RaceSpec(race_id=77, class_id=1, first_second=1, last_second=1)
@@ -94,7 +94,14 @@ class TestSending:
         assert (result.sent, result.lost) == (1200, 0)
         assert max(counting.calls) <= 500 and sum(counting.calls) == 1200
         records = stream_records(kinesis, "sim-test")
-        assert len(records) == 1200 and {r["PartitionKey"] for r in records} == {"77"}
+        assert len(records) == 1200
+        assert {r["PartitionKey"] for r in records} == {f"77:{json.loads(r['Data'])['racerId']}" for r in records}
+        assert len({r["PartitionKey"] for r in records}) == 1200
+        for shard in kinesis.list_shards(StreamName="sim-test")["Shards"]:  # the race spreads over both shards
+            iterator = kinesis.get_shard_iterator(
+                StreamName="sim-test", ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            assert 400 < len(kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]) < 800
         assert {json.loads(r["Data"])["event"] for r in records} == {"final"}
 
     def test_failed_records_are_sent_again_until_accepted(self, aws):

@@ -47,6 +47,19 @@ class TumblingWindows(BatchDelivery):
             del self.windows[cursor.shard_id]
             self._close_window(cursor, window)
 
+    def idle_wait(self) -> float:
+        """Wake when the first open window can close, if that is sooner than the next poll.
+
+        A window closes on the first pass after its end (+ a grace for records still arriving); with
+        a 1 s poll that pass came up to a second after the end, which every live standings change
+        waited for (put -> push p95 2.8 s in a 1,000-racer race). Lambda closes a window at its end.
+        """
+        wait = super().idle_wait()
+        if self.windows:
+            first_end = min(window.end for window in self.windows.values())
+            wait = min(wait, max(0.01, first_end + WINDOW_CLOSE_GRACE_SECONDS - time.time()))
+        return wait
+
     def _window_run(self, cursor: ShardCursor, start: float | None, run: list[dict]) -> None:
         assert start is not None  # a run has a first record, hence a start
         window = self.windows.get(cursor.shard_id)

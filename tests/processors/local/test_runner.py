@@ -383,3 +383,22 @@ class TestRunnerS3Notifications:
         # AND the object is not notified again (its notification is done, failed or not)
         time.sleep(1.0)
         assert len(handlers["history"].events) == mapping.maximum_retry_attempts + 1
+
+
+def test_an_open_window_closes_at_its_end_not_at_the_next_poll():
+    from processors.local.runner.sources.mapping import StreamMappingSource
+    from processors.local.runner.windows import WINDOW_CLOSE_GRACE_SECONDS, Window
+
+    # GIVEN a windowed mapping polling once a second (built without a stream: only its timing is asked)
+    source = object.__new__(StreamMappingSource)
+    source.poll_seconds = 1.0
+    source.windows = {}
+    # THEN with no open window it waits the poll interval
+    assert source.idle_wait() == 1.0
+    # AND with windows open it wakes when the first can close (its end + the grace), not a second later
+    now = time.time()
+    source.windows = {"a": Window(start=now - 0.7, end=now + 0.3), "b": Window(start=now - 0.2, end=now + 0.8)}
+    assert 0.3 < source.idle_wait() <= 0.3 + WINDOW_CLOSE_GRACE_SECONDS
+    # AND a window already past its end is closed on the next pass, at once
+    source.windows = {"a": Window(start=now - 5, end=now - 4)}
+    assert source.idle_wait() == 0.01

@@ -52,8 +52,8 @@ class ShardPollingSource(SourceThread):
     """A source that reads a stream shard by shard (Kinesis and table-stream mappings, Firehose).
 
     One loop for all: list the shards now and then, read each readable shard (parents before
-    children) up to ``read_limit`` records, hand them to :meth:`handle`, and wait ``poll_seconds``
-    unless a shard had more to read. :meth:`after_pass` and :meth:`on_stop` are the hooks.
+    children) up to ``read_limit`` records, hand them to :meth:`handle`, and wait :meth:`idle_wait`
+    (``poll_seconds``) unless a shard had more to read. :meth:`after_pass` and :meth:`on_stop` are the hooks.
     """
 
     stream: StreamAdapter
@@ -86,8 +86,12 @@ class ShardPollingSource(SourceThread):
                 break
             self.after_pass()
             if not busy:
-                self.stop.wait(self.poll_seconds)
+                self.stop.wait(self.idle_wait())
         self.on_stop()
+
+    def idle_wait(self) -> float:
+        """Seconds to wait before the next pass when no shard had more to read."""
+        return self.poll_seconds
 
     def handle(self, cursor: ShardCursor, records: list[dict]) -> None:
         raise NotImplementedError
