@@ -12,11 +12,21 @@ minus records aggregated, in seconds of the race). Everything it started is stop
 
 After the race it waits for the aggregator to drain and checks the live item: every racer's score
 equals an independent recomputation from the messages sent (exact, counted once).
+
+With ``--dups``, ``--partition``, ``--viewers``, ``--bad`` or ``--reshard-at`` it measures the whole
+stack instead, as an outsider would (``stack_race``): ``make run``'s processes with ``SIMULATE=0`` on
+a fresh directory and free ports, and ``bench/outside_producer.py`` against them (duplicates,
+shuffled batches, the chosen partition keys, malformed records, WebSocket viewers, a reshard); it
+reports put -> push p50/p95, the iterator age, when the results API had every final result, and
+whether every score is exact.
+
+    .venv/bin/python bench/bench_pipeline.py --racers 1000 --seconds 300 --dups 0.1 --partition racer --viewers 200
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -28,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench._common import local_pipeline, race_identity_publish, source, update_summary  # noqa: E402
+from bench._common import free_port, local_pipeline, race_identity_publish, source, update_summary  # noqa: E402
 
 
 def expected_scores(messages: list[dict]) -> dict[int, int]:
@@ -50,7 +60,22 @@ def main() -> int:
     parser.add_argument("--firehose-buffer", default="10", help="ALLEYCAT_FIREHOSE_BUFFER_SECONDS (make run: 10)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, status file)")
     parser.add_argument("--no-summary", action="store_true", help="do not update bench/results/summary.json")
+    stack = parser.add_argument_group(
+        "the whole stack", "any of these runs the race through make run's stack with the outside producer"
+    )
+    stack.add_argument("--dups", type=float, help="share of messages sent twice (outside producer: 0.1)")
+    stack.add_argument("--partition", choices=("race", "racer", "random"), help="partition key (default racer)")
+    stack.add_argument("--viewers", type=int, help="WebSocket viewers of the race (default 1)")
+    stack.add_argument("--bad", type=int, help="malformed records spread over the race (default 10)")
+    stack.add_argument("--reshard-at", type=int, help="reshard the stream before this race second")
+    stack.add_argument("--reshard-to", type=int, default=4, help="shards after --reshard-at (default 4)")
     args = parser.parse_args()
+    if any(value is not None for value in (args.dups, args.partition, args.viewers, args.bad, args.reshard_at)):
+        args.dups = 0.1 if args.dups is None else args.dups
+        args.partition = args.partition or "racer"
+        args.viewers = 1 if args.viewers is None else args.viewers
+        args.bad = 10 if args.bad is None else args.bad
+        return stack_race(args)
 
     import boto3
 
@@ -164,6 +189,91 @@ def main() -> int:
             unmeasured = {"aggregator_records_per_s", "e2e_iterator_age_max_s", "e2e_records_lost"} - set(figures)
             print(f"summary: {update_summary(remove=unmeasured, **figures)}")
         return 0
+
+
+def stack_race(args: argparse.Namespace) -> int:
+    """``--dups``/``--partition``/``--viewers``/``--bad``: one race through the whole stack, measured from outside.
+
+    Starts what ``make run`` starts (``manage.py migrate``, ``seed_demo``, ``runstack`` with
+    ``SIMULATE=0``) on a fresh ``ALLEYCAT_VAR_DIR`` and free ports of 127.0.0.1, then runs
+    ``bench/outside_producer.py`` against it (the next race of a class: up to 5 minutes' wait for the
+    rotation), stops the stack and writes the e2e figures to the summary.
+    """
+    import signal
+    import subprocess
+    import tempfile
+    import urllib.request
+
+    work = Path(tempfile.mkdtemp(prefix="alleycat-bench-stack-"))
+    port, aws_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "REDIS_URL", "DATABASE_URL"))}
+    env |= {
+        "DJANGO_DEBUG": "1",
+        "DJANGO_SETTINGS_MODULE": "alleycat_site.settings",
+        "ALLEYCAT_VAR_DIR": str(work / "var"),
+        "ALLEYCAT_AWS_PORT": str(aws_port),
+        "SIMULATE": "0",
+    }
+    for command in (["migrate", "--noinput"], ["seed_demo"]):
+        subprocess.run(
+            [sys.executable, "manage.py", *command], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL
+        )
+    log = (work / "stack.log").open("w")
+    stack = subprocess.Popen(
+        [sys.executable, "manage.py", "runstack", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    print(f"stack pid {stack.pid} on 127.0.0.1:{port}, logs in {work}", flush=True)
+    figures_path = work / "figures.json"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/classes/", timeout=5):  # noqa: S310
+                    break
+            except OSError:
+                if stack.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the stack did not come up; see {work / 'stack.log'}") from None
+                time.sleep(1)
+        argv = [
+            sys.executable,
+            str(REPO / "bench" / "outside_producer.py"),
+            *("--url", f"http://127.0.0.1:{port}", "--var-dir", str(work / "var")),
+            *("--racers", str(args.racers), "--seconds", str(args.seconds), "--dups", str(args.dups)),
+            *("--partition", args.partition, "--viewers", str(args.viewers), "--bad", str(args.bad)),
+            *("--json", str(figures_path)),
+            *(("--reshard-at", str(args.reshard_at), "--reshard-to", str(args.reshard_to)) if args.reshard_at else ()),
+        ]
+        producer = subprocess.run(argv, cwd=REPO, env={k: v for k, v in env.items() if k != "SIMULATE"})
+    finally:
+        stack.send_signal(signal.SIGINT)
+        try:
+            stack.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.pid, signal.SIGKILL)
+            stack.wait(timeout=10)
+        log.close()
+    if not figures_path.exists():
+        print("the outside producer wrote no figures", file=sys.stderr)
+        return 1
+    measured = json.loads(figures_path.read_text())
+    figures: dict[str, float] = {"e2e_racers": args.racers}
+    keys = {
+        "e2e_push_p95_s": "push_p95_s",
+        "e2e_iterator_age_max_s": "iterator_age_max_s",
+        "e2e_results_complete_s": "results_complete_s",
+    }
+    for key, name in keys.items():
+        if measured.get(name) is not None:
+            figures[key] = round(float(measured[name]), 2)
+    figures["e2e_records_lost"] = int(measured.get("results_missing") or 0) + int(measured.get("results_wrong") or 0)
+    if not args.no_summary:
+        print(f"summary: {update_summary(remove=set(keys) - set(figures), **figures)}")
+    return producer.returncode
 
 
 if __name__ == "__main__":

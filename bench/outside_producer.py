@@ -9,7 +9,9 @@ bikes and gateways we do not control, and uses nothing of the pipeline's code:
   (``racer``, the contract's recommendation) or a random key per record (``random``, as the
   original sample's simulator did);
 - ``--bad`` malformed records spread over the race (not JSON, a missing field, a wrong class, a
-  second past the race) — the stack must count them as bad and keep every score exact.
+  second past the race) — the stack must count them as bad and keep every score exact;
+- ``--reshard-at S`` reshards the stream (UpdateShardCount to ``--reshard-to``) before putting race
+  second S, as an operator scaling a live stream would.
 
 It waits for the next race of a class (or joins the current one with ``--join``), plays its racers
 in real time (second ``s`` put at ``start + s``), listens on ``--viewers`` WebSockets of the race, and
@@ -100,6 +102,7 @@ class Tally:
     failed_retried: int = 0
     put_calls: int = 0
     behind: list[float] = field(default_factory=list)  # how late each second's puts finished
+    reshard: str | None = None  # what --reshard-at did
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -238,10 +241,24 @@ class Producer:
             due = self.race.starts_at + second
             if stop.wait(max(0.0, due - time.time())):
                 return
+            if second == self.args.reshard_at:
+                self.reshard()
             records = self.batch(second)
             chunks = [records[i : i + MAX_BATCH] for i in range(0, len(records), MAX_BATCH)]
             list(self.pool.map(self.put, chunks))
             self.tally.behind.append(time.time() - due)
+
+    def reshard(self) -> None:
+        """UpdateShardCount to ``--reshard-to`` (uniform scaling), in the middle of the race."""
+        before = len(self.kinesis.list_shards(StreamName=self.stream)["Shards"])
+        self.kinesis.update_shard_count(
+            StreamName=self.stream, TargetShardCount=self.args.reshard_to, ScalingType="UNIFORM_SCALING"
+        )
+        after = self.kinesis.list_shards(StreamName=self.stream)["Shards"]
+        open_shards = sum(1 for shard in after if "EndingSequenceNumber" not in shard["SequenceNumberRange"])
+        listed = len(after)
+        self.tally.reshard = f"second {self.args.reshard_at}: {before} shards -> {open_shards} open ({listed} listed)"
+        print(f"resharded at {self.tally.reshard}", flush=True)
 
 
 class Viewers:
@@ -350,6 +367,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="PutRecords calls in parallel")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds to wait for complete results")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reshard-at", type=int, help="race second at which to reshard the stream (UpdateShardCount)")
+    parser.add_argument("--reshard-to", type=int, default=4, help="shards after --reshard-at")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
 
@@ -417,6 +436,7 @@ def main() -> int:
         "racers": args.racers,
         "seconds": producer.last - producer.first + 1,
         "partition": args.partition,
+        "reshard": tally.reshard,
         "records_put": tally.records,
         "duplicates_sent": tally.duplicates,
         "bad_sent": tally.bad,
