@@ -186,6 +186,9 @@ def number_to_units(number: str) -> int:
 # --- the set of counted seconds ----------------------------------------------------------
 
 
+_ONE_RUN = struct.Struct(">BHH")
+
+
 def _runs(bits: int) -> list[tuple[int, int]]:
     """Maximal runs of set bits as (first, last), visiting only run boundaries."""
     runs = []
@@ -205,6 +208,11 @@ def _runs(bits: int) -> list[tuple[int, int]]:
 def encode_seconds(bits: int) -> bytes:
     """The shortest of: runs (riding without gaps), plain bitmap, zlib bitmap (long, gappy rides)."""
     bitmap_len = (bits.bit_length() + 7) // 8
+    if bitmap_len > 4:  # one run (a racer riding without a gap, the common case): no scan of the bits
+        first = (bits & -bits).bit_length() - 1
+        shifted = bits >> first
+        if shifted & (shifted + 1) == 0:
+            return _ONE_RUN.pack(_TAG_RUNS, first, bits.bit_length() - 1)
     runs = _runs(bits)
     if 4 * len(runs) < bitmap_len:
         return bytes([_TAG_RUNS]) + b"".join(struct.pack(">HH", first, last) for first, last in runs)
@@ -223,6 +231,9 @@ def decode_seconds(data: bytes) -> int:
         return int.from_bytes(data[1:], "little")
     if data[0] == _TAG_ZLIB_BITMAP:
         return int.from_bytes(zlib.decompress(data[1:]), "little")
+    if len(data) == _ONE_RUN.size:
+        _tag, first, last = _ONE_RUN.unpack(data)
+        return ((1 << (last - first + 1)) - 1) << first
     bits = 0
     for first, last in struct.iter_unpack(">HH", data[1:]):
         bits |= ((1 << (last - first + 1)) - 1) << first

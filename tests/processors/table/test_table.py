@@ -215,6 +215,16 @@ class TestSecondsEncoding:
     def test_contiguous_ride_is_tiny(self) -> None:
         assert len(items.encode_seconds(sum(1 << s for s in range(1, 3601)))) == 5
 
+    @given(st.integers(min_value=0, max_value=3600), st.integers(min_value=0, max_value=3600))
+    def test_one_run_is_its_first_and_last_second(self, first: int, length: int) -> None:
+        last = min(first + length, 3600)
+        bits = ((1 << (last - first + 1)) - 1) << first
+        encoded = items.encode_seconds(bits)
+        if last >= 32:  # past 4 bytes of bitmap a run is shorter
+            assert encoded == bytes([1]) + first.to_bytes(2, "big") + last.to_bytes(2, "big")
+        assert items.decode_seconds(encoded) == bits
+        assert items.decode_seconds(items.encode_seconds(bits | 1 << 3602)) == bits | 1 << 3602  # two runs
+
 
 class TestResultsAndBests:
     def test_a2_race_results_by_score_desc_with_pagination(self, table: ResultsTable) -> None:
