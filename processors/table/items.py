@@ -288,7 +288,6 @@ def _board_rows(data: bytes) -> list[tuple[int, int, int, int | None, int, int, 
     """(racer id, score units, last output units, finished at ms or None, last second, name second, name, seconds)."""
     if not data or data[0] != _BOARD_FORMAT:
         raise ValueError(f"unknown live board format {data[:1]!r}")
-    view = memoryview(data)
     unpack = _BOARD_RACER.unpack_from
     header = _BOARD_RACER.size
     rows = []
@@ -296,9 +295,9 @@ def _board_rows(data: bytes) -> list[tuple[int, int, int, int | None, int, int, 
     while offset < end:
         racer_id, score, output, finished, last_second, name_second, flags, name_len, seconds_len = unpack(data, offset)
         offset += header
-        name = str(view[offset : offset + name_len], "utf-8")
+        name = data[offset : offset + name_len].decode()
         offset += name_len
-        seconds = bytes(view[offset : offset + seconds_len])
+        seconds = data[offset : offset + seconds_len]
         offset += seconds_len
         if offset > end:
             raise ValueError("truncated live board")
