@@ -24,6 +24,8 @@ after resharding; records older than a retention of seconds leave both kinds of 
 - transactions: moto deep-copies every table a TransactWriteItems names, to roll back, which costs
   0.3 s a transaction at 1,000 items and fails when another thread writes meanwhile; here the
   conditions are checked first and every DynamoDB write takes one lock (``_atomic_transactions``).
+- table-stream iterators: moto keeps every one it hands out (one per GetRecords) for ever; here
+  they expire after 15 minutes as on AWS (``_expiring_table_stream_iterators``).
 - retention: moto keeps every Kinesis record and every table-stream record for ever (built for short
   unit tests); here records older than ``ALLEYCAT_MOTO_RETENTION_SECONDS`` (default 900) leave the
   Kinesis shards and the table streams, and a table stream keeps at most its newest
@@ -147,10 +149,47 @@ def _untracked_new(cls: type, *_args: Any, **_kwargs: Any) -> Any:
 def _untracked_records() -> None:
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import StreamRecord
+    from moto.dynamodbstreams.models import ShardIterator
     from moto.kinesis.models import Record
 
-    for model in (Record, Item, StreamRecord):
+    for model in (Record, Item, StreamRecord, ShardIterator):
         replace(model, "__new__", staticmethod(_untracked_new))
+    _expiring_table_stream_iterators()
+
+
+def _expiring_table_stream_iterators() -> None:
+    """A table-stream shard iterator expires ``ALLEYCAT_MOTO_ITERATOR_SECONDS`` (default 900: 15 minutes,
+    as on AWS) after it is handed out; GetRecords with an expired one answers ExpiredIteratorException.
+
+    moto keeps every iterator it ever returned (``DynamoDBStreamsBackend.shard_iterators``), and
+    each GetRecords returns a new one: the runner's table-stream readers poll a few times a second,
+    ~12,000 iterators (~1.5 KB each) in 30 minutes, never freed.
+    """
+    from moto.core import utils
+    from moto.core.exceptions import JsonRESTError
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
+
+    lifetime = _int_env("ALLEYCAT_MOTO_ITERATOR_SECONDS", 900)
+    original_init = ShardIterator.__init__
+
+    def __init__(self: Any, streams_backend: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, streams_backend, *args, **kwargs)
+        self.alleycat_created = now = utils.unix_time()
+        iterators = streams_backend.shard_iterators  # in the order they were handed out
+        while iterators:
+            oldest = next(iter(iterators))
+            if now - getattr(iterators[oldest], "alleycat_created", 0.0) < lifetime:
+                break
+            del iterators[oldest]
+
+    def get_records(self: Any, iterator_arn: str, limit: int) -> dict[str, Any]:
+        iterator = self.shard_iterators.get(iterator_arn)
+        if iterator is None or utils.unix_time() - getattr(iterator, "alleycat_created", 0.0) >= lifetime:
+            raise JsonRESTError("ExpiredIteratorException", "Iterator expired. The iterator was created too long ago.")
+        return iterator.get(limit)
+
+    replace(ShardIterator, "__init__", __init__)
+    replace(DynamoDBStreamsBackend, "get_records", get_records)
 
 
 def _atomic_transactions() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import boto3
@@ -313,3 +315,38 @@ def test_transactions_and_writes_from_many_threads_all_land(endpoint):
     assert errors == []
     count = dynamodb.scan(TableName="busy", Select="COUNT")["Count"]
     assert count == 6 * 8 * 50 + 2 * 200
+
+
+def test_a_table_stream_iterator_expires_and_the_old_ones_are_let_go():
+    # GIVEN an endpoint whose table-stream iterators live 2 s (AWS: 15 minutes)
+    with running_endpoint(ALLEYCAT_MOTO_ITERATOR_SECONDS="2") as url:
+        dynamodb = _dynamodb(url)
+        schema.create_table(dynamodb, "iterators")
+        streams = boto3.client(
+            "dynamodbstreams",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="t",
+            aws_secret_access_key="t",
+        )
+        arn = dynamodb.describe_table(TableName="iterators")["Table"]["LatestStreamArn"]
+        (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+
+        def iterator() -> str:
+            return streams.get_shard_iterator(
+                StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+
+        dynamodb.put_item(TableName="iterators", Item={"pk": {"S": "P"}, "sk": {"S": "A"}})
+        old = iterator()
+        fresh_from_old = streams.get_records(ShardIterator=old)["NextShardIterator"]
+        assert fresh_from_old
+        # WHEN it is older than that
+        time.sleep(2.5)
+        # THEN reading with it answers ExpiredIteratorException, as AWS does, and a new iterator reads on
+        with pytest.raises(streams.exceptions.ExpiredIteratorException):
+            streams.get_records(ShardIterator=old)
+        records = streams.get_records(ShardIterator=iterator())["Records"]
+        assert [r["dynamodb"]["Keys"]["sk"]["S"] for r in records] == ["A"]
+        models = urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=10).read()  # noqa: S310 - 127.0.0.1
+        assert json.loads(models)["dynamodbstreams"]["ShardIterator"] == []  # not kept for moto's dashboard either
