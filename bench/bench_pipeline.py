@@ -199,10 +199,11 @@ def stack_race(args: argparse.Namespace) -> int:
     ``bench/outside_producer.py`` against it (the next race of a class: up to 5 minutes' wait for the
     rotation), stops the stack and writes the e2e figures to the summary.
     """
-    import signal
     import subprocess
     import tempfile
     import urllib.request
+
+    from tests.conftest import interrupt_group
 
     work = Path(tempfile.mkdtemp(prefix="alleycat-bench-stack-"))
     port, aws_port = free_port(), free_port()
@@ -250,12 +251,7 @@ def stack_race(args: argparse.Namespace) -> int:
         ]
         producer = subprocess.run(argv, cwd=REPO, env={k: v for k, v in env.items() if k != "SIMULATE"})
     finally:
-        stack.send_signal(signal.SIGINT)
-        try:
-            stack.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(stack.pid, signal.SIGKILL)
-            stack.wait(timeout=10)
+        interrupt_group(stack, timeout=60)  # Ctrl-C, as make run is stopped
         log.close()
     if not figures_path.exists():
         print("the outside producer wrote no figures", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -76,6 +77,18 @@ def process_stop(proc: subprocess.Popen, *, timeout: float = 10) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+    return proc.returncode
+
+
+def interrupt_group(proc: subprocess.Popen, *, timeout: float = 90) -> int:
+    """Ctrl-C to the process group of ``proc`` (started with ``start_new_session``), as a terminal's
+    Ctrl-C stops ``make run``; SIGKILL to the group after ``timeout`` seconds. Returns the exit code."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
     return proc.returncode
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, interrupt_group
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -159,12 +159,7 @@ def stack() -> Iterator[dict[str, str]]:
             time.sleep(1)
         yield location
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        interrupt_group(proc)  # Ctrl-C
         log.close()
     assert not (var_dir / "stack.env").exists(), "make run leaves no stack.env behind"
 

@@ -350,3 +350,11 @@ def test_a_table_stream_iterator_expires_and_the_old_ones_are_let_go():
         assert [r["dynamodb"]["Keys"]["sk"]["S"] for r in records] == ["A"]
         models = urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=10).read()  # noqa: S310 - 127.0.0.1
         assert json.loads(models)["dynamodbstreams"]["ShardIterator"] == []  # not kept for moto's dashboard either
+
+
+def test_the_endpoint_hands_freed_memory_back_on_glibc():
+    from processors.local.endpoint.__main__ import release_freed_memory
+
+    # Debian's libc is glibc: the endpoint fixes malloc's mmap threshold and trims its heaps.
+    assert release_freed_memory(every=3600) is True
+    assert "malloc-trim" in {thread.name for thread in threading.enumerate()}
