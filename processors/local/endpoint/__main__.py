@@ -39,8 +39,9 @@ def release_freed_memory(every: float = TRIM_EVERY_SECONDS) -> bool:
     ones are carved from the heaps, and the freed space between long-lived small objects is kept.
     A fixed threshold returns every big block to the system when it is freed; ``malloc_trim``
     releases the free pages left inside the heaps. Measured with both (``bench/bench_memory.py``,
-    1,000 racers): 391 MB at 5 minutes, 1,011 at 15, 1,051 at 21, then ~6 MB a minute (what the
-    stack keeps: delivery objects, results, per-second items); without, 394, 1,023 and 1,597 at 30.
+    1,000 racers): 391 MB at 5 minutes, 1,011 at 15, 1,131 at 26 (~11 MB a minute once the
+    retention is full, of which ~5 is what the stack keeps: delivery objects, results, per-second
+    items); without, 394, 1,023 and 1,597 at 30 (38 MB a minute).
     """
     name = ctypes.util.find_library("c")
     try:
