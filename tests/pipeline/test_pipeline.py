@@ -267,7 +267,8 @@ class TestSettlement:
     def test_a_race_settles_once_the_stream_passes_its_deadline_and_later_readings_are_late(
         self, pipeline_env, runner_process
     ):
-        # GIVEN a runner whose shards count as caught up after 3 s without a write (a shard with nothing new for 3 s counts as past the deadline)
+        # GIVEN a runner whose shards count as caught up after 3 s without a write
+        # (a shard with nothing new for 3 s counts as past the deadline)
         pipeline_env["ALLEYCAT_SHARD_IDLE_SECONDS"] = "3"
         resources = stack()
         runner = runner_process()
