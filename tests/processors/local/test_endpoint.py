@@ -358,3 +358,30 @@ def test_the_endpoint_hands_freed_memory_back_on_glibc():
     # Debian's libc is glibc: the endpoint fixes malloc's mmap threshold and trims its heaps.
     assert release_freed_memory(every=3600) is True
     assert "malloc-trim" in {thread.name for thread in threading.enumerate()}
+
+
+def test_after_resharding_each_record_is_in_one_shard_once(endpoint):
+    # GIVEN records in a one-shard stream
+    kinesis = client(endpoint)
+    kinesis.create_stream(StreamName="once", ShardCount=1)
+    before = [{"Data": f"before-{i}".encode(), "PartitionKey": f"7:{i}"} for i in range(100)]
+    assert kinesis.put_records(StreamName="once", Records=before)["FailedRecordCount"] == 0
+    # WHEN it is split (UpdateShardCount) and merged back (MergeShards), and more records come after each
+    kinesis.update_shard_count(StreamName="once", TargetShardCount=2, ScalingType="UNIFORM_SCALING")
+    after = [{"Data": f"after-{i}".encode(), "PartitionKey": f"7:{i}"} for i in range(100)]
+    assert kinesis.put_records(StreamName="once", Records=after)["FailedRecordCount"] == 0
+    children = sorted(
+        (s for s in kinesis.list_shards(StreamName="once")["Shards"] if s.get("ParentShardId")),
+        key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]),
+    )
+    kinesis.merge_shards(
+        StreamName="once", ShardToMerge=children[0]["ShardId"], AdjacentShardToMerge=children[1]["ShardId"]
+    )
+    last = [{"Data": f"last-{i}".encode(), "PartitionKey": f"7:{i}"} for i in range(10)]
+    assert kinesis.put_records(StreamName="once", Records=last)["FailedRecordCount"] == 0
+    # THEN reading every shard from its horizon gives each record once: the parents keep theirs
+    shards = kinesis.list_shards(StreamName="once")["Shards"]
+    data = {s["ShardId"]: [r["Data"].decode() for r in read_all(kinesis, "once", s["ShardId"])] for s in shards}
+    every = [record for records in data.values() for record in records]
+    assert sorted(every) == sorted(r["Data"].decode() for r in before + after + last)
+    assert data["shardId-000000000000"] == [f"before-{i}" for i in range(100)]
