@@ -58,6 +58,9 @@ def main() -> int:
     parser.add_argument("--report", type=float, default=5.0, help="seconds between progress lines")
     parser.add_argument("--drain", type=float, default=120.0, help="at most this long to wait for the backlog")
     parser.add_argument("--firehose-buffer", default="10", help="ALLEYCAT_FIREHOSE_BUFFER_SECONDS (make run: 10)")
+    parser.add_argument("--speed", type=float, default=1.0, help="race seconds played per second (simulator mode)")
+    parser.add_argument("--shards", type=int, help="shards of the bike stream (ALLEYCAT_STREAM_SHARDS; template: 2)")
+    parser.add_argument("--parts", type=int, help="parts of the live board (ALLEYCAT_LIVE_BOARD_PARTS; default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, status file)")
     parser.add_argument("--no-summary", action="store_true", help="do not update bench/results/summary.json")
     stack = parser.add_argument_group(
@@ -80,8 +83,13 @@ def main() -> int:
     import boto3
 
     from processors.local.simulator import RaceSpec, Simulator, profiles
-    from processors.table import items
+    from processors.table import ResultsTable
 
+    if args.shards:
+        os.environ["ALLEYCAT_STREAM_SHARDS"] = str(args.shards)
+    if args.parts:
+        os.environ["ALLEYCAT_LIVE_BOARD_PARTS"] = str(args.parts)
+    os.environ["ALLEYCAT_MAX_RACERS_PER_RACE"] = str(max(1000, args.racers))
     with local_pipeline(
         prefix="alleycat-bench-", firehose_buffer_seconds=args.firehose_buffer, keep=args.keep
     ) as pipeline:
@@ -103,11 +111,33 @@ def main() -> int:
             sent[0] = result.sent
 
         def play() -> None:
-            sim_result["result"] = simulator.play(race, racers, speed=1.0, collect=True, progress=progress)
+            sim_result["result"] = simulator.play(race, racers, speed=args.speed, collect=True, progress=progress)
+
+        dynamodb = boto3.client("dynamodb")
+        table = ResultsTable(dynamodb, os.environ.get("ALLEYCAT_TABLE") or "alleycat")
+        reads: list[tuple[float, int, int, float]] = []  # (t, racers, requests, seconds) of each standings read
+        read_errors: list[str] = []
+        requests = [0]
+        dynamodb.meta.events.register("before-call.dynamodb", lambda **_: requests.__setitem__(0, requests[0] + 1))
+
+        def read_standings() -> None:
+            # A reader of the standings throughout, as the site is: what one read costs and that it never fails.
+            while player.is_alive():
+                before, began = requests[0], time.perf_counter()
+                try:
+                    live = table.live_standings(race.race_id)
+                except Exception as exc:  # a failed read is what this counts
+                    read_errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                    live = None
+                took = time.perf_counter() - began
+                reads.append((time.monotonic() - started, len(live.rows) if live else 0, requests[0] - before, took))
+                time.sleep(1.0)
 
         player = threading.Thread(target=play, daemon=True)
+        reader = threading.Thread(target=read_standings, daemon=True)
         started = time.monotonic()
         player.start()
+        reader.start()
         samples: list[dict[str, float]] = []
         next_line = started + args.report
         drain_deadline = None
@@ -157,7 +187,18 @@ def main() -> int:
         final = samples[-1] if samples else {}
         drained_after = (final.get("t", 0) - elapsed_play) if final.get("done", 0) >= final.get("sent", 1) else None
         print()
-        print(f"racers {args.racers}, seconds {args.seconds}, sent {final.get('sent')} in {elapsed_play:.1f}s")
+        print(
+            f"racers {args.racers}, seconds {args.seconds}, sent {final.get('sent')} in {elapsed_play:.1f}s "
+            f"(speed {args.speed:g}x, shards {args.shards or 'template'}, board parts {args.parts or 1})"
+        )
+        reader.join(timeout=30)
+        if reads:
+            took = sorted(read[3] for read in reads)
+            print(
+                f"standings read {len(reads)} times while playing: {max(read[2] for read in reads)} requests at most, "
+                f"{took[len(took) // 2] * 1000:.0f} ms median, {took[-1] * 1000:.0f} ms max, "
+                f"racers seen {reads[0][1]} -> {reads[-1][1]}, errors {len(read_errors)} {read_errors[:2]}"
+            )
         print(
             f"aggregator lag (iterator age) median {statistics.median(lags):.1f}s max {max(lags):.1f}s; "
             f"backlog median {statistics.median(backlogs):.1f}s max {max(backlogs):.1f}s"
@@ -177,10 +218,7 @@ def main() -> int:
 
         if result and drained_after is not None:
             time.sleep(2)
-            dynamodb = boto3.client("dynamodb")
-            table = os.environ.get("ALLEYCAT_TABLE") or "alleycat"
-            item = dynamodb.get_item(TableName=table, Key=items.live_key(race.race_id))
-            totals = items.live_totals(item["Item"])
+            totals = table.live_totals(race.race_id)
             expected = expected_scores(result.messages)
             wrong = [r for r, units in expected.items() if r not in totals or totals[r].score_units != units]
             print(f"live item: {len(totals)} racers, scores exact: {not wrong} ({len(wrong)} differ)")

@@ -39,6 +39,8 @@ class Config:
     # item's layout is proven to hold at every race length (processors/table/items.py docstring:
     # 1,000 racers with 64-character names and up to ~290 bytes of counted seconds each fit).
     max_racers_per_race: int
+    # Parts of a new race's live board (1: one item, up to a few thousand racers; see processors/table/items.py).
+    live_board_parts: int
     # A shard whose aggregator has written nothing for this long counts as caught up when deciding
     # whether a race can settle (an idle shard has nothing pending; see docs/contracts.md).
     shard_idle_seconds: int
@@ -71,6 +73,7 @@ def get_config() -> Config:
         dead_letter_queue_url=os.environ.get("ALLEYCAT_DEAD_LETTER_QUEUE_URL") or None,
         max_pending_seconds=_positive_int("ALLEYCAT_MAX_PENDING_SECONDS", 20_000),
         max_racers_per_race=_positive_int("ALLEYCAT_MAX_RACERS_PER_RACE", DEFAULT_MAX_RACERS_PER_RACE),
+        live_board_parts=_positive_int("ALLEYCAT_LIVE_BOARD_PARTS", 1),
         shard_idle_seconds=_positive_int("ALLEYCAT_SHARD_IDLE_SECONDS", 60),
         top_rows=_positive_int("ALLEYCAT_TOP_ROWS", DEFAULT_TOP_ROWS),
         redis_url=os.environ.get("REDIS_URL") or None,

@@ -119,7 +119,11 @@ def write_state(
                 "race full, new racers refused",
                 extra={"raceId": race_id, "racers": outcome.racers, "refused": len(outcome.rejected)},
             )
-        rest = {key: value for key, value in race["r"].items() if key not in outcome.rejected}
+        rest = (
+            dict(outcome.unwritten)
+            if outcome.unwritten is not None
+            else {key: value for key, value in race["r"].items() if key not in outcome.rejected}
+        )
         if outcome.settled:
             settled += 1
             unwritten.append((str(Reason.LATE), race_id, race["c"], rest))

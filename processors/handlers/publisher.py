@@ -3,6 +3,9 @@
 For every live item that changed (NEW_IMAGE differs from OLD_IMAGE), the newest image of each race
 in the batch is turned into ``LiveStandings`` by the table module and sent as one ``standings.update``
 message (``processors.publishing``, top rows only) to ``race.<race_id>`` and ``class.<class_id>``.
+A race whose board is split in parts (``processors.table.items``) has no image with every racer: for
+each such race changed in the batch the standings are read once from the table (summary + one
+BatchGetItem of the parts), whichever of its parts changed and however often.
 
 How it reaches Redis: ``processors.channel_wire`` writes channels_redis's pub/sub layer format (the
 layer the site uses, ``CHANNEL_LAYERS`` in ``alleycat_site/settings.py``) with plain redis-py, so this
@@ -30,7 +33,15 @@ from processors.clients import cached
 from processors.config import get_config, redis_url
 from processors.observability import RECORDS_CORRELATION_PATH, count, logger, metrics, tracer
 from processors.publishing import board, class_group, race_group, standings_message
-from processors.table import LiveStandings, is_live_image, live_standings_from_item
+from processors.table import (
+    LiveStandings,
+    ResultsTable,
+    get_results_table,
+    is_live_image,
+    is_live_part_image,
+    live_header,
+    live_standings_from_item,
+)
 
 SOCKET_TIMEOUT_SECONDS = 2.0
 
@@ -48,9 +59,13 @@ def get_redis() -> redis.Redis | None:
     )
 
 
-def changed_standings(records: list[dict[str, Any]]) -> list[LiveStandings]:
-    """Newest standings per race among the records whose live item changed, ordered by race id."""
+def changed_standings(records: list[dict[str, Any]], table: ResultsTable | None = None) -> list[LiveStandings]:
+    """Newest standings per race among the records whose live item changed, ordered by race id.
+
+    A split board's races are read from ``table`` (default: the handlers' table), once per race.
+    """
     newest: dict[int, LiveStandings] = {}
+    split: set[int] = set()
     for record in records:
         change = record.get("dynamodb", {})
         new_image = change.get("NewImage")
@@ -58,10 +73,19 @@ def changed_standings(records: list[dict[str, Any]]) -> list[LiveStandings]:
             continue
         if change.get("OldImage") == new_image:
             continue
+        if is_live_part_image(new_image):
+            split.add(live_header(new_image)[0])
+            continue
         standings = live_standings_from_item(new_image)
         current = newest.get(standings.race_id)
         if current is None or standings.version > current.version:
             newest[standings.race_id] = standings
+    if split:
+        table = table or get_results_table()
+        for race_id in split:
+            read = table.live_standings(race_id)
+            if read is not None:
+                newest[race_id] = read
     return [newest[race_id] for race_id in sorted(newest)]
 
 
@@ -89,11 +113,13 @@ def publish(client: redis.Redis | None, standings: list[LiveStandings], top: int
     return 2 * len(standings), 2 * len(standings), None
 
 
-def handle(event: DynamoDBStreamEvent, client: redis.Redis | None, *, top_rows: int) -> dict[str, Any]:
+def handle(
+    event: DynamoDBStreamEvent, client: redis.Redis | None, *, top_rows: int, table: ResultsTable | None = None
+) -> dict[str, Any]:
     """Publish the changed standings of the batch; never fails it (``batchItemFailures`` stays empty)."""
     started = time.perf_counter()
     records = event.get("Records") or []
-    standings = changed_standings(records)
+    standings = changed_standings(records, table)
     sent, total, error = publish(client, standings, top_rows)
     count("RecordsIn", len(records))
     count("StandingsSent", sent)

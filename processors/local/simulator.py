@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
 MAX_PUT_ATTEMPTS = 12
-MAX_RACERS = 5000
+MAX_RACERS = 20_000
 
 
 @dataclass(frozen=True)

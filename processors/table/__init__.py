@@ -7,6 +7,8 @@ from processors.domain.schedule import RaceIdentity
 from processors.table.items import (
     final_results_from_stream,
     is_live_image,
+    is_live_part_image,
+    live_header,
     live_standings_from_item,
     personal_best_of,
 )
@@ -40,6 +42,8 @@ __all__ = (
     "create_table",
     "final_results_from_stream",
     "is_live_image",
+    "is_live_part_image",
+    "live_header",
     "live_standings_from_item",
     "personal_best_of",
     "get_results_table",

@@ -11,6 +11,22 @@ The live item of a race (A1) is one item:
 ``settledAt`` freezes the live item: it is set when the race settles, and the aggregator never
 merges into a live item that carries it (see ``ResultsTable.merge_live`` and ``settle_race``).
 
+A race of many thousand racers does not fit one item (400 KB). Its board is then split in ``parts``
+items by racer, and the ``LIVE`` item is a small summary that says how many:
+
+    pk="RACE#<race>" sk="LIVE" raceId classId version updatedAt parts [settledAt]      (no board)
+    pk="RACE#<race>#LIVE#<p>" sk="LIVE" raceId classId version updatedAt part parts board [settledAt]
+
+A racer's part is the slice of the 128-bit MD5 of ``<raceId>:<racerId>`` (the contract's partition
+key), ``board_part``: Kinesis puts a record on the shard whose hash-key range holds the MD5 of its
+partition key, so with that key and as many parts as shards (equal ranges), each shard's
+aggregator writes one part, nobody else writes it, and the race costs the same write units as one
+item would. Any other key is as exact, only dearer (every shard writes every part). Each part has
+its own partition key, so the parts' writes spread over DynamoDB partitions; each part is written
+conditionally on its own version and frozen by its own ``settledAt``. The number of parts is fixed
+when a race's summary is created (``ALLEYCAT_LIVE_BOARD_PARTS``, 1 = the board in the summary
+itself, as above); readers read the summary and then every part in one BatchGetItem.
+
 The identity of a race (A0) is written by the races app, and marked settled by the pipeline:
 
     pk="RACE#<race>" sk="IDENTITY" raceId classId startsAt endsAt lengthS settleAt cancelled
@@ -61,6 +77,9 @@ WATERMARK_PREFIX = "WATERMARK#"
 SETTLE_PENDING_GSI1PK = "SETTLE#PENDING"
 SETTLED_AT = "settledAt"
 BOARD = "board"  # the live item's binary attribute with every racer
+PARTS = "parts"  # a split board: how many parts (on the summary and on every part)
+PART = "part"  # which part an item is
+MAX_BOARD_PARTS = 64
 OUTPUTS = "outputs"  # a per-second part's binary attribute
 _SECOND_OUTPUT = struct.Struct("<HI")
 _SECONDS_HEADER = struct.Struct("<QH")
@@ -144,6 +163,19 @@ def race_sort_key(race_id: int) -> str:
 
 def live_key(race_id: int) -> dict[str, dict[str, str]]:
     return {PK: {"S": race_pk(race_id)}, SK: {"S": LIVE_SK}}
+
+
+def live_part_key(race_id: int, part: int) -> dict[str, dict[str, str]]:
+    """A part of a split live board: a partition of its own (``RACE#<race>#LIVE#<part>``)."""
+    return {PK: {"S": f"{race_pk(race_id)}#LIVE#{part}"}, SK: {"S": LIVE_SK}}
+
+
+def board_part(race_id: int, racer_id: int, parts: int) -> int:
+    """The part of a split board that holds a racer: a slice of MD5("<raceId>:<racerId>") (module docstring)."""
+    if parts == 1:
+        return 0
+    digest = hashlib.md5(f"{race_id}:{racer_id}".encode(), usedforsecurity=False).digest()
+    return (int.from_bytes(digest, "big") * parts) >> 128
 
 
 def identity_key(race_id: int) -> dict[str, dict[str, str]]:
@@ -244,17 +276,50 @@ def decode_seconds(data: bytes) -> int:
 
 
 def live_item(
-    race_id: int, class_id: int, totals: Mapping[int, RacerTotal], *, version: int, updated_at_ms: int
+    race_id: int,
+    class_id: int,
+    totals: Mapping[int, RacerTotal],
+    *,
+    version: int,
+    updated_at_ms: int,
+    part: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    return {
-        PK: {"S": race_pk(race_id)},
-        SK: {"S": LIVE_SK},
+    """The live item of a race, or with ``part=(part, parts)`` one part of its split board."""
+    item = {
+        **(live_key(race_id) if part is None else live_part_key(race_id, part[0])),
         "raceId": {"N": str(race_id)},
         "classId": {"N": str(class_id)},
         "version": {"N": str(version)},
         "updatedAt": {"N": str(updated_at_ms)},
         BOARD: {"B": encode_board(totals)},
     }
+    if part is not None:
+        item[PART] = {"N": str(part[0])}
+        item[PARTS] = {"N": str(part[1])}
+    return item
+
+
+def live_summary_item(race_id: int, class_id: int, parts: int, *, updated_at_ms: int) -> dict[str, Any]:
+    """The summary of a split board (no racers: they are in ``parts`` part items)."""
+    return {
+        **live_key(race_id),
+        "raceId": {"N": str(race_id)},
+        "classId": {"N": str(class_id)},
+        "version": {"N": "0"},
+        "updatedAt": {"N": str(updated_at_ms)},
+        PARTS: {"N": str(parts)},
+    }
+
+
+def live_parts(item: Mapping[str, Any]) -> int:
+    """How many parts a race's board has (1: the board is in the live item itself)."""
+    value = item.get(PARTS)
+    return int(value["N"]) if value else 1
+
+
+def is_split_summary(item: Mapping[str, Any] | None) -> bool:
+    """The summary of a split board (its racers are in the part items)."""
+    return bool(item) and PARTS in item and PART not in item  # type: ignore[operator]
 
 
 def encode_board(totals: Mapping[int, RacerTotal]) -> bytes:
@@ -325,8 +390,16 @@ def is_live_image(image: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any
     updates it). Such an image is no live item yet; the next record carries the whole item.
     """
     return (
-        image is not None and image.get(SK, {}).get("S") == LIVE_SK and all(name in image for name in _LIVE_ATTRIBUTES)
+        image is not None
+        and image.get(SK, {}).get("S") == LIVE_SK
+        and all(name in image for name in _LIVE_ATTRIBUTES)
+        and not is_split_summary(image)
     )
+
+
+def is_live_part_image(image: Mapping[str, Any] | None) -> bool:
+    """A part of a split board (its readers need the other parts too for a ranking)."""
+    return is_live_image(image) and PART in image
 
 
 def live_totals(item: Mapping[str, Any]) -> dict[int, RacerTotal]:
@@ -359,8 +432,19 @@ def live_header(item: Mapping[str, Any]) -> tuple[int, int, int, int]:
 
 def live_standings_from_item(item: Mapping[str, Any]) -> LiveStandings:
     """Ranked standings from a live item (GetItem result or a stream NewImage in DynamoDB JSON)."""
-    race_id, class_id, version, updated_at_ms = live_header(item)
-    board = _board_rows(_binary(item[BOARD]["B"]))
+    return live_standings_from_parts(item, [item])
+
+
+def live_standings_from_parts(summary: Mapping[str, Any], parts: Iterable[Mapping[str, Any]]) -> LiveStandings:
+    """Ranked standings of a split board: the summary and its parts (version: the sum of theirs, so it only grows)."""
+    race_id, class_id, version, updated_at_ms = live_header(summary)
+    board = []
+    for part in parts:
+        board.extend(_board_rows(_binary(part[BOARD]["B"])))
+        if part is not summary:
+            _race, _class, part_version, part_updated = live_header(part)
+            version += part_version
+            updated_at_ms = max(updated_at_ms, part_updated)
     board.sort(key=lambda row: rank_key(row[1], row[0]))
     rows = [
         LiveRow(
@@ -633,7 +717,7 @@ def final_results_from_stream(
 
 
 def finished_results_of_live(item: Mapping[str, Any]) -> list[FinalResult]:
-    """The final result of every racer a live item marks finished (what settlement reconciles)."""
+    """The final result of every racer a live item (or a part) marks finished (what settlement reconciles)."""
     race_id, class_id, _version, _updated = live_header(item)
     return [
         FinalResult(

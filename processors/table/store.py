@@ -98,6 +98,9 @@ class MergeOutcome:
     too_large: bool = False
     settled: bool = False
     rejected: Mapping[str, PendingRacer] = field(default_factory=dict)
+    # A split board (several parts) can write some parts and not others: the racers not written
+    # (besides ``rejected``). None: all of them when ``too_large`` or ``settled``, else none.
+    unwritten: Mapping[str, PendingRacer] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +120,11 @@ class Watermark:
 class ResultsTable:
     """The table behind a small API. ``client`` is a boto3 DynamoDB low-level client."""
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(self, client: Any, table_name: str, *, board_parts: int = 1) -> None:
+        """``board_parts``: how many parts the live board of a race this table starts gets (1: one item)."""
         self._client = client
         self._table = table_name
+        self._board_parts = min(max(1, board_parts), items.MAX_BOARD_PARTS)
 
     @property
     def table_name(self) -> str:
@@ -128,9 +133,33 @@ class ResultsTable:
     # --- reads ---------------------------------------------------------------------------
 
     def live_standings(self, race_id: int) -> LiveStandings | None:
-        """A1: the race's live standings (one GetItem), ranked; ``None`` before any reading."""
+        """A1: the race's live standings, ranked; ``None`` before any reading.
+
+        One GetItem; a split board's summary is followed by one BatchGetItem of its parts.
+        """
         item = self._get(items.live_key(race_id))
-        return items.live_standings_from_item(item) if item else None
+        if not item:
+            return None
+        if items.is_split_summary(item):
+            return items.live_standings_from_parts(item, self._live_parts(race_id, items.live_parts(item)))
+        return items.live_standings_from_item(item)
+
+    def live_totals(self, race_id: int) -> dict[int, RacerTotal]:
+        """Every racer's running total in the race's live board (scores in exact units; for checks and tools)."""
+        item = self._get(items.live_key(race_id), consistent=True)
+        if not item:
+            return {}
+        if not items.is_split_summary(item):
+            return items.live_totals(item)
+        totals: dict[int, RacerTotal] = {}
+        for part in self._live_parts(race_id, items.live_parts(item), consistent=True):
+            totals.update(items.live_totals(part))
+        return totals
+
+    def _live_parts(self, race_id: int, parts: int, *, consistent: bool = False) -> list[dict[str, Any]]:
+        """Every part item of a split board that exists (a part nobody rode in is absent until settled)."""
+        keys = [items.live_part_key(race_id, part) for part in range(parts)]
+        return sorted(self._batch_get(keys, consistent=consistent), key=lambda item: int(item[items.PART]["N"]))
 
     def race_results(
         self, race_id: int, *, limit: int = 100, start_key: Mapping[str, Any] | None = None
@@ -273,12 +302,16 @@ class ResultsTable:
         left out (``rejected``); an item over ``LIVE_ITEM_LIMIT_BYTES``, or one DynamoDB refuses
         for its size, is not written (``too_large``). The caller dead-letters what was not written.
         """
+        if self._board_parts > 1:
+            return self._merge_split(race_id, class_id, pending_racers, now_ms, max_racers)
         try:
             for attempt in attempts(MAX_CONFLICT_ATTEMPTS):
                 with attempt:
                     return self._merge_live_once(
                         race_id, class_id, pending_racers, attempt.retry_state.attempt_number, now_ms, max_racers
                     )
+        except _SplitBoard:
+            return self._merge_split(race_id, class_id, pending_racers, now_ms, max_racers)
         except GaveUp as exc:
             raise StoreUnavailable(
                 f"live item of race {race_id}: still conflicting after {MAX_CONFLICT_ATTEMPTS} attempts"
@@ -299,6 +332,8 @@ class ResultsTable:
         if current:
             if items.is_live_settled(current):
                 return MergeOutcome(written=False, attempts=attempt, racers=0, item_bytes=0, settled=True)
+            if items.is_split_summary(current):
+                raise _SplitBoard(race_id)  # started by a writer with more parts: follow the race's summary
             _race, stored_class, version, _updated = items.live_header(current)
             totals: dict[int, RacerTotal] = items.live_totals(current)
         else:
@@ -313,11 +348,24 @@ class ResultsTable:
             version=version + 1,
             updated_at_ms=now_ms if now_ms is not None else int(time.time() * 1000),
         )
+        return self._put_live(item, current, version, attempt, len(totals), rejected, race_id)
+
+    def _put_live(
+        self,
+        item: dict[str, Any],
+        current: Mapping[str, Any] | None,
+        version: int,
+        attempt: int,
+        racers: int,
+        rejected: Mapping[str, PendingRacer],
+        race_id: int,
+    ) -> MergeOutcome:
+        """The conditional put of a live item (or part): on the version read, or only if still absent."""
         item_bytes = items.item_size(item)
         too_large = MergeOutcome(
             written=False,
             attempts=attempt,
-            racers=len(totals),
+            racers=racers,
             item_bytes=item_bytes,
             too_large=True,
             rejected=rejected,
@@ -344,9 +392,134 @@ class ResultsTable:
             if error.get("Code") != "ConditionalCheckFailedException":
                 raise
             raise TryAgain(race_id) from exc
+        return MergeOutcome(written=True, attempts=attempt, racers=racers, item_bytes=item_bytes, rejected=rejected)
+
+    # --- writes: a split live board (``board_parts`` > 1) ------------------------------------
+
+    def _merge_split(
+        self,
+        race_id: int,
+        class_id: int,
+        pending_racers: Mapping[str, PendingRacer],
+        now_ms: int | None,
+        max_racers: int | None,
+    ) -> MergeOutcome:
+        """``merge_live`` for a split board: the racers of each part merged into that part alone.
+
+        One consistent BatchGetItem (summary and the parts this window touches), then one conditional
+        PutItem per changed part, in parallel; a part whose version moved is read and merged again by
+        itself. The summary is created once (conditional), by whoever writes first; its ``parts`` wins
+        over this writer's. The race cap applies per part (``max_racers`` / parts, plus a quarter for
+        the uneven spread of racers over parts).
+        """
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        parts = self._board_parts
+        summary_key = items.live_key(race_id)
+        while True:
+            groups = _by_part(race_id, pending_racers, parts)
+            keys = [summary_key, *(items.live_part_key(race_id, part) for part in groups)]
+            found = self._batch_get(keys, consistent=True)
+            summary = next((item for item in found if items.PART not in item), None)
+            if summary is None:
+                summary = self._create_summary(race_id, class_id, parts, now)
+            if not items.is_split_summary(summary):  # a one-item board (started with parts=1): stays one item
+                return self._merge_one_item(race_id, class_id, pending_racers, now_ms, max_racers)
+            if items.is_live_settled(summary):
+                return MergeOutcome(written=False, attempts=1, racers=0, item_bytes=0, settled=True)
+            if items.live_parts(summary) == parts:
+                break
+            parts = items.live_parts(summary)
+        stored_class = int(summary["classId"]["N"])
+        current = {int(item[items.PART]["N"]): item for item in found if items.PART in item}
+        cap = None if max_racers is None else -(-max_racers * 5 // (4 * parts))
+
+        def merge(part: int) -> MergeOutcome:
+            return self._merge_part(race_id, stored_class, (part, parts), groups[part], current.get(part), now, cap)
+
+        if len(groups) == 1:
+            outcomes = {part: merge(part) for part in groups}
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(groups), PARALLEL_PUTS)) as pool:
+                outcomes = dict(zip(groups, pool.map(merge, groups), strict=True))
+        rejected: dict[str, PendingRacer] = {}
+        unwritten: dict[str, PendingRacer] = {}
+        for part, outcome in outcomes.items():
+            rejected.update(outcome.rejected)
+            if outcome.too_large or outcome.settled:
+                unwritten.update((key, value) for key, value in groups[part].items() if key not in outcome.rejected)
         return MergeOutcome(
-            written=True, attempts=attempt, racers=len(totals), item_bytes=item_bytes, rejected=rejected
+            written=any(outcome.written for outcome in outcomes.values()),
+            attempts=max(outcome.attempts for outcome in outcomes.values()),
+            racers=sum(outcome.racers for outcome in outcomes.values()),
+            item_bytes=max(outcome.item_bytes for outcome in outcomes.values()),
+            too_large=any(outcome.too_large for outcome in outcomes.values()),
+            settled=any(outcome.settled for outcome in outcomes.values()),
+            rejected=rejected,
+            unwritten=unwritten,
         )
+
+    def _merge_one_item(
+        self,
+        race_id: int,
+        class_id: int,
+        pending_racers: Mapping[str, PendingRacer],
+        now_ms: int | None,
+        max_racers: int | None,
+    ) -> MergeOutcome:
+        one = ResultsTable(self._client, self._table)
+        return one.merge_live(race_id, class_id, pending_racers, now_ms=now_ms, max_racers=max_racers)
+
+    def _create_summary(self, race_id: int, class_id: int, parts: int, now_ms: int) -> dict[str, Any]:
+        """The split board's summary, unless someone wrote the race's live item first (then theirs)."""
+        item = items.live_summary_item(race_id, class_id, parts, updated_at_ms=now_ms)
+        try:
+            with _store_errors():
+                self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            existing = self._get(items.live_key(race_id), consistent=True)
+            if existing is None:
+                raise StoreUnavailable(f"live item of race {race_id}: refused and then absent") from exc
+            return existing
+        return item
+
+    def _merge_part(
+        self,
+        race_id: int,
+        class_id: int,
+        part: tuple[int, int],
+        pending_racers: Mapping[str, PendingRacer],
+        current: dict[str, Any] | None,
+        now_ms: int,
+        max_racers: int | None,
+    ) -> MergeOutcome:
+        """Read-merge-put of one part (the first read done by the caller), retried on a version conflict."""
+        key = items.live_part_key(race_id, part[0])
+        try:
+            for attempt in attempts(MAX_CONFLICT_ATTEMPTS):
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    if number > 1:
+                        current = self._get(key, consistent=True)
+                    if current and items.is_live_settled(current):
+                        return MergeOutcome(written=False, attempts=number, racers=0, item_bytes=0, settled=True)
+                    version = items.live_header(current)[2] if current else 0
+                    totals = items.live_totals(current) if current else {}
+                    admitted, rejected = _admit(totals, pending_racers, max_racers)
+                    if not apply_pending(totals, admitted):
+                        return MergeOutcome(
+                            written=False, attempts=number, racers=len(totals), item_bytes=0, rejected=rejected
+                        )
+                    item = items.live_item(
+                        race_id, class_id, totals, version=version + 1, updated_at_ms=now_ms, part=part
+                    )
+                    return self._put_live(item, current, version, number, len(totals), rejected, race_id)
+        except GaveUp as exc:
+            raise StoreUnavailable(
+                f"live board part {part[0]} of race {race_id}: still conflicting after {MAX_CONFLICT_ATTEMPTS} attempts"
+            ) from exc
+        raise AssertionError("unreachable: attempts() returns or raises")
 
     # --- race identity (A0) and settlement -----------------------------------------------
 
@@ -444,31 +617,7 @@ class ResultsTable:
            results as immutable, and the aggregator dead-letters later records as ``late``.
         """
         now = now_ms if now_ms is not None else int(time.time() * 1000)
-        try:
-            with _store_errors():
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=items.live_key(race.race_id),
-                    UpdateExpression=(
-                        "SET settledAt = :now, raceId = :race, classId = if_not_exists(classId, :class), "
-                        "updatedAt = :now, board = if_not_exists(board, :empty), "
-                        "version = if_not_exists(version, :zero) + :one"
-                    ),
-                    ConditionExpression="attribute_not_exists(settledAt)",
-                    ExpressionAttributeValues={
-                        ":now": {"N": str(now)},
-                        ":race": {"N": str(race.race_id)},
-                        ":class": {"N": str(race.class_id)},
-                        ":empty": {"B": items.encode_board({})},
-                        ":zero": {"N": "0"},
-                        ":one": {"N": "1"},
-                    },
-                )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise  # already frozen by an earlier attempt: go on
-        live = self._get(items.live_key(race.race_id), consistent=True) or {}
-        finished = items.finished_results_of_live(live) if live else []
+        finished = self._freeze_live(race, now)
         stored = {
             result.racer_id: result
             for result in map(
@@ -495,6 +644,83 @@ class ResultsTable:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
         return SettleOutcome(race_id=race.race_id, finished=len(finished), reconciled=len(missing))
+
+    def _freeze_live(self, race: RaceIdentity, now: int) -> list[FinalResult]:
+        """Step 1 of ``settle_race``: freeze the live item (or every part of a split board); what it finished."""
+        try:
+            with _store_errors():
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=items.live_key(race.race_id),
+                    UpdateExpression=(
+                        "SET settledAt = :now, raceId = :race, classId = if_not_exists(classId, :class), "
+                        "updatedAt = :now, board = if_not_exists(board, :empty), "
+                        "version = if_not_exists(version, :zero) + :one"
+                    ),
+                    # a split board's summary gets no board: its racers are in the parts
+                    ConditionExpression="attribute_not_exists(settledAt) AND attribute_not_exists(parts)",
+                    ExpressionAttributeValues={
+                        ":now": {"N": str(now)},
+                        ":race": {"N": str(race.race_id)},
+                        ":class": {"N": str(race.class_id)},
+                        ":empty": {"B": items.encode_board({})},
+                        ":zero": {"N": "0"},
+                        ":one": {"N": "1"},
+                    },
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise  # already frozen by an earlier attempt, or split: go on
+        live = self._get(items.live_key(race.race_id), consistent=True) or {}
+        if items.is_split_summary(live):
+            return self._freeze_parts(race, items.live_parts(live), now)
+        return items.finished_results_of_live(live) if live else []
+
+    def _freeze_parts(self, race: RaceIdentity, parts: int, now: int) -> list[FinalResult]:
+        """Freeze a split board: the summary, then every part (an empty frozen part where nobody rode)."""
+        frozen: list[tuple[dict[str, Any], str, dict[str, Any]]] = [
+            (
+                items.live_key(race.race_id),
+                "SET settledAt = :now, updatedAt = :now, version = version + :one",
+                {":now": {"N": str(now)}, ":one": {"N": "1"}},
+            )
+        ]
+        for part in range(parts):
+            frozen.append(
+                (
+                    items.live_part_key(race.race_id, part),
+                    "SET settledAt = :now, raceId = :race, classId = if_not_exists(classId, :class), "
+                    "updatedAt = :now, board = if_not_exists(board, :empty), "
+                    "version = if_not_exists(version, :zero) + :one, part = :part, parts = :parts",
+                    {
+                        ":now": {"N": str(now)},
+                        ":race": {"N": str(race.race_id)},
+                        ":class": {"N": str(race.class_id)},
+                        ":empty": {"B": items.encode_board({})},
+                        ":zero": {"N": "0"},
+                        ":one": {"N": "1"},
+                        ":part": {"N": str(part)},
+                        ":parts": {"N": str(parts)},
+                    },
+                )
+            )
+        for key, update, values in frozen:
+            try:
+                with _store_errors():
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key=key,
+                        UpdateExpression=update,
+                        ConditionExpression="attribute_not_exists(settledAt)",
+                        ExpressionAttributeValues=values,
+                    )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+        finished: list[FinalResult] = []
+        for part_item in self._live_parts(race.race_id, parts, consistent=True):
+            finished.extend(items.finished_results_of_live(part_item))
+        return sorted(finished, key=lambda result: result.racer_id)
 
     # --- writes: final results and personal bests (finals) -------------------------------
 
@@ -710,10 +936,13 @@ class ResultsTable:
 
         _until_done(send, "BatchWriteItem left items unprocessed")
 
-    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _batch_get(self, keys: list[dict[str, Any]], *, consistent: bool = False) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for start in range(0, len(keys), BATCH_GET_MAX):
-            pending: dict[str, Any] = {self._table: {"Keys": keys[start : start + BATCH_GET_MAX]}}
+            request: dict[str, Any] = {"Keys": keys[start : start + BATCH_GET_MAX]}
+            if consistent:
+                request["ConsistentRead"] = True
+            pending: dict[str, Any] = {self._table: request}
 
             def send() -> None:
                 nonlocal pending
@@ -729,6 +958,17 @@ class ResultsTable:
 
 
 _INDEX_KEYS = {GSI1: frozenset({PK, SK, GSI1_PK, GSI1_SK}), GSI2: frozenset({PK, SK, GSI2_PK, GSI2_SK})}
+
+
+class _SplitBoard(Exception):
+    """The race's live item is the summary of a split board: merge into its parts."""
+
+
+def _by_part(race_id: int, pending: Mapping[str, PendingRacer], parts: int) -> dict[int, dict[str, PendingRacer]]:
+    groups: dict[int, dict[str, PendingRacer]] = {}
+    for key, racer in pending.items():
+        groups.setdefault(items.board_part(race_id, int(key), parts), {})[key] = racer
+    return groups
 
 
 def _admit(
@@ -763,7 +1003,8 @@ def _is_key_of(start_key: Mapping[str, Any], index: str, key_attribute: str, key
 @cached
 def get_results_table() -> ResultsTable:
     """The handlers' table (client and name made once per process; ``processors.clients.clear()`` forgets it)."""
-    return ResultsTable(aws_client("dynamodb"), get_config().table_name)
+    config = get_config()
+    return ResultsTable(aws_client("dynamodb"), config.table_name, board_parts=config.live_board_parts)
 
 
 __all__ = (

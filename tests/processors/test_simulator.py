@@ -124,7 +124,7 @@ class TestSending:
         elapsed = time.monotonic() - started
         assert result.sent == 6 and 0.45 <= elapsed < 2.0
 
-    def test_more_than_5000_racers_are_refused(self, aws):
+    def test_more_than_20000_racers_are_refused(self, aws):
         race = RaceSpec(race_id=3, class_id=1)
         with pytest.raises(ValueError):
-            Simulator(boto3.client("kinesis"), "sim-test").play(race, profiles((i, None) for i in range(5001)))
+            Simulator(boto3.client("kinesis"), "sim-test").play(race, profiles((i, None) for i in range(20_001)))

@@ -17,6 +17,8 @@ PARAMETER_ENV = {
     "TopRows": "ALLEYCAT_TOP_ROWS",
     "TumblingWindowInSeconds": "ALLEYCAT_TUMBLING_WINDOW_SECONDS",
     "StreamShardCount": "ALLEYCAT_STREAM_SHARDS",
+    "MaxRacersPerRace": "ALLEYCAT_MAX_RACERS_PER_RACE",
+    "LiveBoardParts": "ALLEYCAT_LIVE_BOARD_PARTS",
 }
 CLIENT_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 
