@@ -21,9 +21,10 @@ refused for its size (``item_too_large``), a race that settled meanwhile (``late
 unavailable the invocation fails and Lambda retries the batch, which is safe because every second
 is counted once.
 
-Settlement: after a write-out the shard's watermark (the arrival time of the newest record written
-out) is stored; a race whose settle deadline every active shard has passed is settled
-(``ResultsTable.settle_race``: freeze, reconcile finals, mark settled). A shard that wrote nothing
+Settlement: after a write-out (of 1 s windows, every fifth: ``checks_settlement``) the shard's
+watermark (the arrival time of the newest record written out) is stored; a race whose settle
+deadline every active shard has passed is settled (``ResultsTable.settle_race``: freeze,
+reconcile finals, mark settled). A shard that wrote nothing
 for ``shard_idle_seconds`` counts as caught up. Settlement failures are logged and retried at the
 next write-out; they never fail the batch.
 """
@@ -33,10 +34,12 @@ from __future__ import annotations
 import binascii
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamWindow
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -51,6 +54,7 @@ from processors.table import ResultsTable, TableError, get_results_table
 HANDLER = "aggregator"
 MAX_BAD_RECORD_LOGS = 100
 MAX_RACES_IN_SUMMARY = 20
+SETTLE_CHECK_SECONDS = 5  # see checks_settlement
 FRAGMENT_BYTES = 12 * 1024  # a dead-lettered state fragment stays under the letter's 16 KB data limit
 
 
@@ -179,6 +183,27 @@ def _unwritten_letters(
     return letters
 
 
+def checks_settlement(window: KinesisStreamWindow | None) -> bool:
+    """Whether this write-out also stores the shard's watermark and looks for races to settle.
+
+    Not every window: a race settles minutes after its end (its settle deadline), and the two
+    requests of the check were half of a 1 s window's requests. Every write-out without a window
+    or with a window of ``SETTLE_CHECK_SECONDS`` or more; of shorter windows (aligned to the clock,
+    as Lambda's are) the one that closes on a multiple of ``SETTLE_CHECK_SECONDS``. A shard that
+    only ever has records in other windows keeps an older watermark and, once it is idle for
+    ``shard_idle_seconds``, no longer holds settlement back.
+    """
+    if window is None:
+        return True
+    start, end = _epoch_ms(window.start), _epoch_ms(window.end)
+    step = SETTLE_CHECK_SECONDS * 1000
+    return end - start >= step or start // step != end // step
+
+
+def _epoch_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
 def settle_due(
     table: ResultsTable, shard: str, watermark_ms: int, *, idle_ms: int, now_ms: int | None = None
 ) -> list[int]:
@@ -300,7 +325,7 @@ def handle(
             count("UnwrittenLetters", len(letters))
             send_dead_letters(letters)
         watermark = state.get("w")
-        if watermark:
+        if watermark and checks_settlement(event.window):
             settled = settle_due(table, _shard_name(event, records), watermark, idle_ms=shard_idle_seconds * 1000)
         state = new_state()
 

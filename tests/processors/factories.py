@@ -133,7 +133,8 @@ def kinesis_event(
     if window:
         event.update(
             {
-                "window": {"start": "2025-11-26T16:00:00Z", "end": "2025-11-26T16:00:01Z"},
+                # a window that closes on a multiple of 5 s: its write-out also checks settlement
+                "window": {"start": "2025-11-26T16:00:04Z", "end": "2025-11-26T16:00:05Z"},
                 "state": state if state is not None else {},
                 "shardId": SHARD_ID,
                 "eventSourceARN": STREAM_ARN,

@@ -280,3 +280,40 @@ class TestQuietStream:
         outcome = race.settle_race(race.race_identity(7))  # type: ignore[arg-type]
         assert outcome.reconciled == 1
         assert [r.racer_id for r in race.race_results(7).items] == [0]
+
+
+class TestSettlementCadence:
+    @pytest.mark.parametrize(
+        ("start", "end", "checks"),
+        [
+            ("16:00:04", "16:00:05", True),  # closes on a multiple of 5 s
+            ("16:00:00", "16:00:01", False),
+            ("16:00:07", "16:00:08", False),
+            ("16:00:09", "16:00:10", True),
+            ("16:00:00", "16:00:05", True),  # a window of 5 s or more: every one
+            ("16:00:03", "16:00:15", True),
+        ],
+    )
+    def test_a_1s_window_checks_every_fifth_time(self, start: str, end: str, checks: bool) -> None:
+        from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamWindow
+
+        window = KinesisStreamWindow({"start": f"2025-11-26T{start}Z", "end": f"2025-11-26T{end}Z"})
+        assert aggregator.checks_settlement(window) is checks
+        assert aggregator.checks_settlement(None) is True
+
+    def test_other_windows_write_but_neither_store_the_watermark_nor_settle(
+        self, race: ResultsTable, dynamodb: Any
+    ) -> None:
+        race.put_race_identity(race_identity(8, class_id=3, length_s=3600))
+        calls: list[str] = []
+        dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+        event = kinesis_event(ride(range(2), range(1, 3), arrival=SETTLE_AT_S - 10), final=True)
+        event["window"] = {"start": "2025-11-26T16:00:00Z", "end": "2025-11-26T16:00:01Z"}
+        aggregator.lambda_handler(event, LambdaContext())
+        assert race.live_standings(7) is not None  # written
+        assert "Query" not in calls and "UpdateItem" not in calls
+        assert race.watermarks() == [] and not race.race_identity(7).settled  # type: ignore[union-attr]
+        # the fifth window of the shard does both: its records (of race 8) arrived past race 7's deadline
+        aggregate(ride(range(2), range(3, 4), race_id=8, arrival=SETTLE_AT_S + 2))
+        assert [mark.arrival_ms for mark in race.watermarks()] == [int((SETTLE_AT_S + 2) * 1000)]
+        assert race.race_identity(7).settled  # type: ignore[union-attr]
