@@ -10,7 +10,9 @@ event of a 1,000-racer race:
 - aggregator: one tumbling window holding one second of 1,000 racers, in a race whose live item
   already holds 30 seconds of them. The records invoke (not final) folds them into the state; the
   final invoke (no records, the state carried through JSON as Lambda passes it) writes them out.
-  Also a window whose one invoke carries the 1,000 records and is final.
+  Also a window whose one invoke carries the 1,000 records and is final. Windows are 1 s; four of
+  five close off a multiple of 5 s and only write (the headline), the fifth also stores the shard's
+  watermark and looks for races to settle (``aggregator.checks_settlement``): its own line.
 - finals: one stream record of the live item in which 1,000 racers become finished (OLD_IMAGE and
   NEW_IMAGE written by the aggregator), in a class without bests, and in a class whose bests
   exist for every racer, half of which the race improves.
@@ -364,7 +366,16 @@ def bench_aggregator(bench: Bench, repeats: int, *, seed_seconds: int) -> list[S
     bench.quietly(aggregator.lambda_handler, kinesis_event(seed, window=False), "aggregator")
     records_invoke = Scenario("aggregator", "window: records invoke (1,000 records, not final)")
     final_invoke = Scenario("aggregator", "window: final invoke (state carried, no records)")
+    settling_invoke = Scenario("aggregator", "the same, window closing on a multiple of 5 s")
     one_invoke = Scenario("aggregator", "window: one final invoke with the 1,000 records")
+
+    def window(event: dict[str, Any], end_second: int) -> dict[str, Any]:
+        event["window"] = {
+            "start": f"2025-11-26T16:00:{end_second - 1:02d}Z",
+            "end": f"2025-11-26T16:00:{end_second:02d}Z",
+        }
+        return event
+
     second = seed_seconds
     for repeat in range(repeats + 1):
         second += 1
@@ -375,22 +386,32 @@ def bench_aggregator(bench: Bench, repeats: int, *, seed_seconds: int) -> list[S
         state = json.loads(json.dumps(response["state"]))  # as Lambda passes it to the next invoke
         assert len(state["races"][str(race_id)]["r"]) == RACERS
         response, sample_final = bench.measure(
-            aggregator.lambda_handler, kinesis_event([], state=state, final=True), "aggregator"
+            aggregator.lambda_handler, window(kinesis_event([], state=state, final=True), 1), "aggregator"
         )
         assert response == {"state": {"races": {}}}, response
         second += 1
         records = kinesis_records(race_id, class_id, range(second, second + 1))
+        response, _sample = bench.measure(
+            aggregator.lambda_handler, kinesis_event(records, state={}, final=False), "aggregator"
+        )
+        state = json.loads(json.dumps(response["state"]))
+        _response, sample_settling = bench.measure(
+            aggregator.lambda_handler, window(kinesis_event([], state=state, final=True), 5), "aggregator"
+        )
+        second += 1
+        records = kinesis_records(race_id, class_id, range(second, second + 1))
         _response, sample_one = bench.measure(
-            aggregator.lambda_handler, kinesis_event(records, final=True), "aggregator"
+            aggregator.lambda_handler, window(kinesis_event(records, final=True), 1), "aggregator"
         )
         if repeat:
             records_invoke.samples.append(sample_records)
             final_invoke.samples.append(sample_final)
+            settling_invoke.samples.append(sample_settling)
             one_invoke.samples.append(sample_one)
     standings = get_results_table().live_standings(race_id)
     assert standings is not None and len(standings.rows) == RACERS
     assert all(row.second == second for row in standings.rows), "the live item misses seconds"
-    return [records_invoke, final_invoke, one_invoke]
+    return [records_invoke, final_invoke, settling_invoke, one_invoke]
 
 
 def finishing_record(bench: Bench, race_id: int, class_id: int, seconds: int) -> dict[str, Any]:
