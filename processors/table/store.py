@@ -792,22 +792,27 @@ class ResultsTable:
 
         def send() -> None:
             nonlocal pending
-            try:
-                with _store_errors():
-                    self._client.transact_write_items(TransactItems=pending)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise
-                reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
-                if len(reasons) != len(pending):
-                    raise
-                if any(code not in {"None", "ConditionalCheckFailed", "TransactionConflict"} for code in reasons):
-                    raise StoreUnavailable(f"transaction cancelled: {reasons}") from exc
-                pending = [
-                    action for action, code in zip(pending, reasons, strict=True) if code != "ConditionalCheckFailed"
-                ]
-                if pending:
-                    raise TryAgain("transaction cancelled") from exc
+            while pending:
+                try:
+                    with _store_errors():
+                        self._client.transact_write_items(TransactItems=pending)
+                    return
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                        raise
+                    reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
+                    if len(reasons) != len(pending):
+                        raise
+                    if any(code not in {"None", "ConditionalCheckFailed", "TransactionConflict"} for code in reasons):
+                        raise StoreUnavailable(f"transaction cancelled: {reasons}") from exc
+                    pending = [
+                        action
+                        for action, code in zip(pending, reasons, strict=True)
+                        if code != "ConditionalCheckFailed"
+                    ]
+                    if "TransactionConflict" in reasons or "ConditionalCheckFailed" not in reasons:
+                        raise TryAgain("transaction cancelled by a conflict") from exc
+                    # only conditions failed: the rest goes again at once (each round drops at least one)
 
         _until_done(send, "TransactWriteItems cancelled")
         return sum(1 for action in pending if "ConditionExpression" in action["Put"])
