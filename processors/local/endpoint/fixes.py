@@ -27,6 +27,10 @@ after resharding; records older than a retention of seconds leave both kinds of 
 - transactions: moto deep-copies every table a TransactWriteItems names, to roll back, which costs
   0.3 s a transaction at 1,000 items and fails when another thread writes meanwhile; here the
   conditions are checked first and every DynamoDB write takes one lock (``_atomic_transactions``).
+- Kinesis metrics: moto's PutRecords also puts two data points (IncomingBytes, IncomingRecords)
+  into its CloudWatch backend, kept for ever (7,458 after 30 minutes of 1,000 racers); nothing here
+  reads CloudWatch (the runner's status file has the pipeline's figures), so they are not put
+  (``_no_kinesis_metric_data``).
 - table-stream iterators: moto keeps every one it hands out (one per GetRecords) for ever; here
   they expire after 15 minutes as on AWS (``_expiring_table_stream_iterators``).
 - retention: moto keeps every Kinesis record and every table-stream record for ever (built for short
@@ -122,6 +126,7 @@ def apply() -> None:
     _bounded_noncurrent_versions(_int_env("ALLEYCAT_MOTO_NONCURRENT_VERSIONS", 3))
     _untracked_records()
     _atomic_transactions()
+    _no_kinesis_metric_data()
     replace(Shard, "put_record", put_record)
     replace(Stream, "get_shard_for_key", get_shard_for_key)
     replace(StreamShard, "add", add)
@@ -179,6 +184,15 @@ def _bounded_noncurrent_versions(keep: int) -> None:
         return new_key
 
     replace(S3Backend, "put_object", put_object)
+
+
+def _no_kinesis_metric_data() -> None:
+    from moto.kinesis.models import KinesisBackend
+
+    def send_stream_metrics(self: Any, stream_name: str, incoming_bytes: int, incoming_records: int) -> None:
+        return None
+
+    replace(KinesisBackend, "_send_stream_metrics", send_stream_metrics)
 
 
 def _untracked_new(cls: type, *_args: Any, **_kwargs: Any) -> Any:

@@ -385,3 +385,22 @@ def test_after_resharding_each_record_is_in_one_shard_once(endpoint):
     every = [record for records in data.values() for record in records]
     assert sorted(every) == sorted(r["Data"].decode() for r in before + after + last)
     assert data["shardId-000000000000"] == [f"before-{i}" for i in range(100)]
+
+
+def test_puts_leave_no_kinesis_metric_data_behind(endpoint):
+    # moto's PutRecords also puts two CloudWatch data points, kept for ever; nothing here reads them
+    kinesis = client(endpoint)
+    kinesis.create_stream(StreamName="quiet-metrics", ShardCount=1)
+    records = [{"Data": b"x", "PartitionKey": f"7:{i}"} for i in range(10)]
+    assert kinesis.put_records(StreamName="quiet-metrics", Records=records)["FailedRecordCount"] == 0
+    assert kinesis.get_records(
+        ShardIterator=kinesis.get_shard_iterator(
+            StreamName="quiet-metrics",
+            ShardId=kinesis.list_shards(StreamName="quiet-metrics")["Shards"][0]["ShardId"],
+            ShardIteratorType="TRIM_HORIZON",
+        )["ShardIterator"]
+    )["Records"]
+    cloudwatch = boto3.client(
+        "cloudwatch", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    assert cloudwatch.list_metrics(Namespace="AWS/Kinesis")["Metrics"] == []
