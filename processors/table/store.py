@@ -423,7 +423,8 @@ class ResultsTable:
             if summary is None:
                 summary = self._create_summary(race_id, class_id, parts, now)
             if not items.is_split_summary(summary):  # a one-item board (started with parts=1): stays one item
-                return self._merge_one_item(race_id, class_id, pending_racers, now_ms, max_racers)
+                one_item = ResultsTable(self._client, self._table)
+                return one_item.merge_live(race_id, class_id, pending_racers, now_ms=now_ms, max_racers=max_racers)
             if items.is_live_settled(summary):
                 return MergeOutcome(written=False, attempts=1, racers=0, item_bytes=0, settled=True)
             if items.live_parts(summary) == parts:
@@ -457,17 +458,6 @@ class ResultsTable:
             rejected=rejected,
             unwritten=unwritten,
         )
-
-    def _merge_one_item(
-        self,
-        race_id: int,
-        class_id: int,
-        pending_racers: Mapping[str, PendingRacer],
-        now_ms: int | None,
-        max_racers: int | None,
-    ) -> MergeOutcome:
-        one = ResultsTable(self._client, self._table)
-        return one.merge_live(race_id, class_id, pending_racers, now_ms=now_ms, max_racers=max_racers)
 
     def _create_summary(self, race_id: int, class_id: int, parts: int, now_ms: int) -> dict[str, Any]:
         """The split board's summary, unless someone wrote the race's live item first (then theirs)."""
@@ -649,24 +639,14 @@ class ResultsTable:
         """Step 1 of ``settle_race``: freeze the live item (or every part of a split board); what it finished."""
         try:
             with _store_errors():
+                update, values = _freeze_update(race, now)
                 self._client.update_item(
                     TableName=self._table,
                     Key=items.live_key(race.race_id),
-                    UpdateExpression=(
-                        "SET settledAt = :now, raceId = :race, classId = if_not_exists(classId, :class), "
-                        "updatedAt = :now, board = if_not_exists(board, :empty), "
-                        "version = if_not_exists(version, :zero) + :one"
-                    ),
+                    UpdateExpression=update,
                     # a split board's summary gets no board: its racers are in the parts
                     ConditionExpression="attribute_not_exists(settledAt) AND attribute_not_exists(parts)",
-                    ExpressionAttributeValues={
-                        ":now": {"N": str(now)},
-                        ":race": {"N": str(race.race_id)},
-                        ":class": {"N": str(race.class_id)},
-                        ":empty": {"B": items.encode_board({})},
-                        ":zero": {"N": "0"},
-                        ":one": {"N": "1"},
-                    },
+                    ExpressionAttributeValues=values,
                 )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
@@ -686,24 +666,7 @@ class ResultsTable:
             )
         ]
         for part in range(parts):
-            frozen.append(
-                (
-                    items.live_part_key(race.race_id, part),
-                    "SET settledAt = :now, raceId = :race, classId = if_not_exists(classId, :class), "
-                    "updatedAt = :now, board = if_not_exists(board, :empty), "
-                    "version = if_not_exists(version, :zero) + :one, part = :part, parts = :parts",
-                    {
-                        ":now": {"N": str(now)},
-                        ":race": {"N": str(race.race_id)},
-                        ":class": {"N": str(race.class_id)},
-                        ":empty": {"B": items.encode_board({})},
-                        ":zero": {"N": "0"},
-                        ":one": {"N": "1"},
-                        ":part": {"N": str(part)},
-                        ":parts": {"N": str(parts)},
-                    },
-                )
-            )
+            frozen.append((items.live_part_key(race.race_id, part), *_freeze_update(race, now, (part, parts))))
         for key, update, values in frozen:
             try:
                 with _store_errors():
@@ -963,6 +926,26 @@ class ResultsTable:
 
 
 _INDEX_KEYS = {GSI1: frozenset({PK, SK, GSI1_PK, GSI1_SK}), GSI2: frozenset({PK, SK, GSI2_PK, GSI2_SK})}
+
+
+def _freeze_update(race: RaceIdentity, now: int, part: tuple[int, int] | None = None) -> tuple[str, dict[str, Any]]:
+    """UpdateExpression and values that freeze a live item (or a part), creating an empty one if absent."""
+    update = (
+        "SET settledAt = :now, raceId = :race, classId = if_not_exists(classId, :class), "
+        "updatedAt = :now, board = if_not_exists(board, :empty), version = if_not_exists(version, :zero) + :one"
+    )
+    values = {
+        ":now": {"N": str(now)},
+        ":race": {"N": str(race.race_id)},
+        ":class": {"N": str(race.class_id)},
+        ":empty": {"B": items.encode_board({})},
+        ":zero": {"N": "0"},
+        ":one": {"N": "1"},
+    }
+    if part is not None:
+        update += ", part = :part, parts = :parts"
+        values |= {":part": {"N": str(part[0])}, ":parts": {"N": str(part[1])}}
+    return update, values
 
 
 class _SplitBoard(Exception):
