@@ -113,16 +113,22 @@ class TestSplitMerge:
 
     def test_concurrent_writers_lose_nothing(self, table: ResultsTable) -> None:
         # Four writers (shards) with interleaved racers and seconds: every part has several writers.
+        errors: list[BaseException] = []
+
         def write(shard: int) -> None:
             writer = split(table, 3)
-            for second in range(1, 6):
-                writer.merge_live(7, 3, pending(7, {r: [second] for r in range(shard, 60, 4)}))
+            try:
+                for second in range(1, 6):
+                    writer.merge_live(7, 3, pending(7, {r: [second] for r in range(shard, 60, 4)}))
+            except BaseException as exc:  # noqa: BLE001 - reported below, not lost in the thread
+                errors.append(exc)
 
         threads = [threading.Thread(target=write, args=(shard,)) for shard in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        assert errors == []
         live = table.live_standings(7)
         assert live is not None and len(live.rows) == 60
         assert {row.second for row in live.rows} == {5}
