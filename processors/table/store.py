@@ -137,24 +137,26 @@ class ResultsTable:
 
         One GetItem; a split board's summary is followed by one BatchGetItem of its parts.
         """
-        item = self._get(items.live_key(race_id))
-        if not item:
-            return None
-        if items.is_split_summary(item):
-            return items.live_standings_from_parts(item, self._live_parts(race_id, items.live_parts(item)))
-        return items.live_standings_from_item(item)
+        summary, boards = self._live_items(race_id)
+        return items.live_standings_from_parts(summary, boards) if summary else None
 
     def live_totals(self, race_id: int) -> dict[int, RacerTotal]:
         """Every racer's running total in the race's live board (scores in exact units; for checks and tools)."""
-        item = self._get(items.live_key(race_id), consistent=True)
-        if not item:
-            return {}
-        if not items.is_split_summary(item):
-            return items.live_totals(item)
         totals: dict[int, RacerTotal] = {}
-        for part in self._live_parts(race_id, items.live_parts(item), consistent=True):
-            totals.update(items.live_totals(part))
+        for board in self._live_items(race_id, consistent=True)[1]:
+            totals.update(items.live_totals(board))
         return totals
+
+    def _live_items(
+        self, race_id: int, *, consistent: bool = False
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """(the race's live item, the items holding its racers): the item itself, or a split board's parts."""
+        item = self._get(items.live_key(race_id), consistent=consistent)
+        if not item:
+            return None, []
+        if items.is_split_summary(item):
+            return item, self._live_parts(race_id, items.live_parts(item), consistent=consistent)
+        return item, [item]
 
     def _live_parts(self, race_id: int, parts: int, *, consistent: bool = False) -> list[dict[str, Any]]:
         """Every part item of a split board that exists (a part nobody rode in is absent until settled)."""
