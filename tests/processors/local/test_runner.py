@@ -402,3 +402,51 @@ def test_an_open_window_closes_at_its_end_not_at_the_next_poll():
     # AND a window already past its end is closed on the next pass, at once
     source.windows = {"a": Window(start=now - 5, end=now - 4)}
     assert source.idle_wait() == 0.01
+
+
+def test_a_shard_read_to_its_end_has_its_children_listed_at_once():
+    from processors.local.runner.sources.shards import SHARD_LIST_SECONDS, ShardInfo, ShardSet
+
+    class Stream:
+        """Two listings: before the reshard (one open shard), after it (parent closed, two children)."""
+
+        kind, arn, identity = "kinesis", "arn:stream", "1"
+
+        def __init__(self) -> None:
+            self.shards = [ShardInfo("p", (), False)]
+            self.listings = 0
+
+        def list_shards(self) -> list[ShardInfo]:
+            self.listings += 1
+            return list(self.shards)
+
+        def iterator(self, shard_id: str, after: str | None, starting_position: str) -> str:
+            return f"{shard_id}:0"
+
+        def get_records(self, iterator: str, limit: int) -> tuple[list[dict], str | None, int | None]:
+            # the parent is closed and has no more records: no next iterator
+            return [{"SequenceNumber": "9"}], None, 0
+
+        @staticmethod
+        def sequence(raw: dict) -> str:
+            return raw["SequenceNumber"]
+
+    # GIVEN a shard set that listed the stream before a reshard
+    stream = Stream()
+    shards = ShardSet(stream, starting_position="LATEST", checkpoint={})  # type: ignore[arg-type]
+    shards.refresh()
+    (parent,) = shards.readable()
+    # AND the stream was resharded: the parent closed, two children took its keys
+    stream.shards = [ShardInfo("p", (), True), ShardInfo("c1", ("p",), False), ShardInfo("c2", ("p",), False)]
+    shards.refresh()  # within SHARD_LIST_SECONDS: no new listing yet
+    assert stream.listings == 1 and SHARD_LIST_SECONDS >= 1
+    # WHEN the parent is read to its end and its records are processed
+    assert shards.read(parent, 100) and parent.drained
+    parent.finished = True
+    # THEN the next pass lists the stream again at once and reads the children
+    shards.refresh()
+    assert stream.listings == 2
+    assert [cursor.shard_id for cursor in shards.readable()] == ["c1", "c2"]
+    # AND listing goes back to its interval afterwards
+    shards.refresh()
+    assert stream.listings == 2

@@ -1,9 +1,9 @@
 """Reading every shard of a stream, resharding included (the adapters: :mod:`.kinesis`, :mod:`.dynamodb`).
 
-:class:`ShardSet` keeps one cursor per shard, lists shards again every few seconds to find
-shards created by resharding (UpdateShardCount, SplitShard, MergeShards, DynamoDB's shard
-rollover), and reads a child only after its parents are read to their end, as Lambda does,
-so that the records of one partition key stay in order.
+:class:`ShardSet` keeps one cursor per shard, lists shards again every few seconds (and at once
+when a shard has been read to its end) to find shards created by resharding (UpdateShardCount,
+SplitShard, MergeShards, DynamoDB's shard rollover), and reads a child only after its parents are
+read to their end, as Lambda does, so that the records of one partition key stay in order.
 """
 
 from __future__ import annotations
@@ -127,6 +127,9 @@ class ShardSet:
             cursor.position = self.stream.sequence(records[-1])
         if next_iterator is None or (not records and cursor.closed and not behind):
             cursor.drained = True
+            # Its children (resharding) take its records from here on: list them on the next pass, not
+            # up to SHARD_LIST_SECONDS later (every record put since the reshard would wait that long).
+            self._listed_at = float("-inf")
         return records
 
     def checkpoint_state(self, processed: dict[str, str]) -> dict[str, dict]:
