@@ -103,12 +103,15 @@ def local_pipeline(
     firehose_buffer_seconds: str,
     endpoint_argv: Callable[[int, Path], list[str]] | None = None,
     keep: bool = False,
+    endpoint_state: bool = False,
 ) -> Iterator[LocalPipeline]:
     """The local pipeline until the block ends; this process's boto3 clients reach its endpoint.
 
     ``endpoint_argv(port, work)`` replaces the embedded endpoint's command line (a counting proxy,
     say). If the bootstrap fails or the runner does not report within a minute, its log goes to
     stderr and the benchmark exits with status 1. ``keep`` leaves the temporary directory.
+    ``endpoint_state`` keeps the endpoint's state on disk under ``var/aws`` as ``make run`` does
+    (journal, snapshots, object bodies); without it the endpoint keeps everything in memory only.
     """
     work = Path(tempfile.mkdtemp(prefix=prefix))
     port = free_port()
@@ -126,6 +129,7 @@ def local_pipeline(
             "ALLEYCAT_FIREHOSE_BUFFER_SECONDS": firehose_buffer_seconds,
             "ALLEYCAT_RUNNER_REPORT_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
+            "ALLEYCAT_AWS_STATE_DIR": str(work / "var" / "aws") if endpoint_state else "",
         }
     )
     for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):

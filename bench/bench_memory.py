@@ -1,13 +1,14 @@
 """Memory of the local pipeline under races back to back: RSS of the embedded endpoint and the runner.
 
 Starts what ``make run`` starts for the pipeline (``bench._common.local_pipeline``: the embedded AWS
-endpoint, the bootstrap, the runner with every handler in its sandbox process; Firehose's 10 s
-buffer as in ``make run``), then plays 5-minute races of N racers one after another in real time
-(the simulator core, one message per racer per second, a new race id each time, each race's identity
-published first as the races app does) for ``--minutes``. Every ``--sample`` seconds it reads the
-resident set size of the endpoint, of the runner and of the runner's handler processes (summed as
-"runner"; with PSS beside it, which counts the pages the handlers share once), and prints the
-figures at the marks (5, 30 and 60 minutes by default) and at the end.
+endpoint with its state under ``var/aws`` unless ``--in-memory``, the bootstrap, the runner with
+every handler in its sandbox process; Firehose's 10 s buffer as in ``make run``), then plays 5-minute
+races of N racers one after another in real time (the simulator core, one message per racer per
+second, a new race id each time, each race's identity published first as the races app does) for
+``--minutes``. Every ``--sample`` seconds it reads the resident set size of the endpoint, of the
+runner and of the runner's handler processes (summed as "runner"; with PSS beside it, which counts
+the pages the handlers share once), and prints the figures at the marks (5, 30 and 60 minutes by
+default) and at the end.
 
     .venv/bin/python bench/bench_memory.py                      # 1,000 racers, 60 minutes
     .venv/bin/python bench/bench_memory.py --racers 300 --minutes 6 --marks 1,3,6
@@ -70,6 +71,11 @@ def main() -> int:
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--json", help="write every sample to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, status file)")
+    parser.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="the endpoint without its state directory (default: as make run, state under var/aws)",
+    )
     args = parser.parse_args()
     marks = sorted(float(mark) for mark in args.marks.split(","))
 
@@ -77,7 +83,9 @@ def main() -> int:
 
     from processors.local.simulator import RaceSpec, Simulator, profiles
 
-    with local_pipeline(prefix="alleycat-memory-", firehose_buffer_seconds="10", keep=args.keep) as pipeline:
+    with local_pipeline(
+        prefix="alleycat-memory-", firehose_buffer_seconds="10", keep=args.keep, endpoint_state=not args.in_memory
+    ) as pipeline:
         endpoint_pid, runner_pid = pipeline.procs["moto"].pid, pipeline.procs["runner"].pid
         print(f"endpoint pid {endpoint_pid}, runner pid {runner_pid}, logs in {pipeline.work}", flush=True)
         simulator = Simulator(boto3.client("kinesis"), os.environ.get("ALLEYCAT_STREAM") or "alleycat-bikes")

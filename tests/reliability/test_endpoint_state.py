@@ -5,6 +5,8 @@ message), also when the journal's last entry was cut short by the kill."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import signal
 from pathlib import Path
 
@@ -94,6 +96,46 @@ def test_a_killed_endpoint_comes_back_as_it_was(tmp_path: Path):
             == "2"
         )
         assert "cut short" in endpoint.output()
+    finally:
+        if endpoint.running():
+            endpoint.proc.kill()  # type: ignore[union-attr]
+            endpoint.proc.wait()  # type: ignore[union-attr]
+
+
+def test_big_object_bodies_live_in_files_and_come_back_after_a_kill(tmp_path: Path):
+    endpoint = EndpointProcess(free_port(), tmp_path / "aws", tmp_path / "endpoint.log")
+    bodies = tmp_path / "aws" / "bodies"
+    endpoint.start()
+    try:
+        _kinesis, _dynamodb, s3, _sqs = _clients(endpoint.url)
+        s3.create_bucket(Bucket="bucket-a")
+        # GIVEN a delivery-sized object and a small one
+        big, small = os.urandom(300_000), b"small" * 100
+        s3.put_object(Bucket="bucket-a", Key="big", Body=big)
+        s3.put_object(Bucket="bucket-a", Key="small", Body=small)
+        # THEN the big body is a file of its own, the small one is not on disk
+        assert [path.stat().st_size for path in bodies.iterdir()] == [len(big)]
+        # AND both read back whole, by range, and with moto's ETag
+        assert s3.get_object(Bucket="bucket-a", Key="big")["Body"].read() == big
+        assert s3.get_object(Bucket="bucket-a", Key="big", Range="bytes=1000-1999")["Body"].read() == big[1000:2000]
+        assert s3.head_object(Bucket="bucket-a", Key="big")["ETag"] == f'"{hashlib.md5(big).hexdigest()}"'
+        assert s3.get_object(Bucket="bucket-a", Key="small")["Body"].read() == small
+        # WHEN the big object is replaced and another one is put and deleted
+        replaced = os.urandom(200_000)
+        s3.put_object(Bucket="bucket-a", Key="big", Body=replaced)
+        s3.put_object(Bucket="bucket-a", Key="gone", Body=os.urandom(100_000))
+        s3.delete_object(Bucket="bucket-a", Key="gone")
+        # THEN only the current body has a file (the others' files left with them)
+        assert [path.stat().st_size for path in bodies.iterdir()] == [len(replaced)]
+
+        # WHEN the endpoint is killed and started again
+        endpoint.signal(signal.SIGKILL)
+        endpoint.start()
+        _kinesis, _dynamodb, s3, _sqs = _clients(endpoint.url)
+        # THEN every body is back (from its journal and snapshot), the big one in a file again
+        assert s3.get_object(Bucket="bucket-a", Key="big")["Body"].read() == replaced
+        assert s3.get_object(Bucket="bucket-a", Key="small")["Body"].read() == small
+        assert [path.stat().st_size for path in bodies.iterdir()] == [len(replaced)]
     finally:
         if endpoint.running():
             endpoint.proc.kill()  # type: ignore[union-attr]

@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app: Any = DomainDispatcherApplication(create_backend_app)
     directory = persistence.state_directory()
     if directory is not None:  # make run: the state survives a stop (persistence.py)
+        fixes.keep_object_bodies_on_disk(directory / "bodies")
         app = persistence.PersistentApp(app, directory)
         app.restore()
     print(f"embedded AWS endpoint (moto) on http://{HOST}:{port}", flush=True)

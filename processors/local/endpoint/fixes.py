@@ -42,14 +42,25 @@ after resharding; records older than a retention of seconds leave both kinds of 
   Kinesis records of an hour took ~3 GB, and a live item's stream record (both images of a ~70 KB
   board) ~190 KB; the local readers are seconds behind, and a stack stopped for longer than that
   resumes from its checkpoints with whatever is still kept (the journal replays the trims too).
+- object bodies: moto keeps every S3 object's body in memory (a ``SpooledTemporaryFile`` that moves
+  to disk only past ~5 MB); the delivery bucket gets every Firehose object (~3 MB a minute at 1,000
+  racers, kept for ``DeliveryRetentionDays`` on AWS), so the endpoint grew with every minute of
+  racing. With a state directory (``make run``) bodies of ``ALLEYCAT_MOTO_BODY_SPILL_BYTES`` (default
+  64 KiB) and more live in files of their own under ``<state>/bodies/``, opened per read and write
+  (no file descriptor held per object); smaller ones stay in memory (``keep_object_bodies_on_disk``).
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import io
+import itertools
 import os
+import shutil
 import threading
+import weakref
+from pathlib import Path
 from typing import Any
 
 from processors.local.endpoint import replace
@@ -388,3 +399,117 @@ def _atomic_transactions() -> None:
                     applied.append((table, key, before))
 
     replace(DynamoDBBackend, "transact_write_items", transact_write_items)
+
+
+class SpilledBody:
+    """The file-like body of one moto S3 object (what moto's ``FakeKey`` reads, writes and closes).
+
+    In memory below ``threshold`` bytes; from there on in a file of its own, opened for each call, so
+    a million objects hold no file descriptor. The file goes when the body is closed (moto disposes
+    of a deleted or replaced object) or freed. A body whose file is gone reads as empty: that happens
+    only in a snapshot's forked child when the server deleted the object meanwhile, and the journal
+    after the snapshot deletes it again on replay.
+    """
+
+    _names = itertools.count()
+
+    def __init__(self, directory: Path, threshold: int) -> None:
+        self._directory = directory
+        self._threshold = threshold
+        self._memory: io.BytesIO | None = io.BytesIO()
+        self._path: Path | None = None
+        self._position = 0
+        self._finalizer: weakref.finalize | None = None
+
+    def seek(self, position: int, whence: int = 0) -> int:
+        if whence == 2:
+            position += self._size()
+        elif whence == 1:
+            position += self._position
+        self._position = position
+        return position
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        if self._memory is not None:
+            self._memory.seek(self._position)
+            data = self._memory.read(size)
+        else:
+            try:
+                with open(self._path, "rb") as file:  # type: ignore[arg-type]
+                    file.seek(self._position)
+                    data = file.read(size)
+            except FileNotFoundError:
+                data = b""
+        self._position += len(data)
+        return data
+
+    def write(self, data: bytes) -> int:
+        if self._memory is not None:
+            self._memory.seek(self._position)
+            self._memory.write(data)
+            self._position += len(data)
+            if self._size() >= self._threshold:
+                self._to_file()
+            return len(data)
+        with open(self._path, "r+b") as file:  # type: ignore[arg-type]
+            file.seek(self._position)
+            file.write(data)
+        self._position += len(data)
+        return len(data)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._position if size is None else size
+        if self._memory is not None:
+            return self._memory.truncate(size)
+        with open(self._path, "r+b") as file:  # type: ignore[arg-type]
+            return file.truncate(min(size, file.seek(0, 2)))  # never longer, as an in-memory body
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+        self._memory = io.BytesIO()
+        self._path = self._finalizer = None
+
+    @property
+    def on_disk(self) -> bool:
+        return self._path is not None
+
+    def _size(self) -> int:
+        if self._memory is not None:
+            with self._memory.getbuffer() as view:
+                return view.nbytes
+        return os.path.getsize(self._path)  # type: ignore[arg-type]
+
+    def _to_file(self) -> None:
+        path = self._directory / f"{os.getpid()}-{next(self._names)}"
+        try:
+            path.write_bytes(self._memory.getvalue())  # type: ignore[union-attr]
+        except FileNotFoundError:  # the state directory was moved aside (persistence.restore)
+            self._directory.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self._memory.getvalue())  # type: ignore[union-attr]
+        self._memory, self._path = None, path
+        self._finalizer = weakref.finalize(self, _unlink, path)  # (a snapshot's child leaves by os._exit)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def keep_object_bodies_on_disk(directory: Path) -> None:
+    """S3 object bodies from ``ALLEYCAT_MOTO_BODY_SPILL_BYTES`` up in files under ``directory`` (emptied
+    first: the snapshot and the journal hold every body; these files are only their resident copy)."""
+    import types
+
+    from moto.s3 import models
+
+    threshold = _int_env("ALLEYCAT_MOTO_BODY_SPILL_BYTES", 64 * 1024)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+
+    def spooled(*_args: Any, **_kwargs: Any) -> SpilledBody:
+        return SpilledBody(directory, threshold)
+
+    replace(models, "tempfile", types.SimpleNamespace(SpooledTemporaryFile=spooled))

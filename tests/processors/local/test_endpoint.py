@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.table import schema
 from tests.conftest import free_port, http_server_process, wait_for_http
@@ -404,3 +407,44 @@ def test_puts_leave_no_kinesis_metric_data_behind(endpoint):
         "cloudwatch", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
     )
     assert cloudwatch.list_metrics(Namespace="AWS/Kinesis")["Metrics"] == []
+
+
+@given(
+    operations=st.lists(
+        st.one_of(
+            st.tuples(st.just("write"), st.binary(max_size=300)),
+            st.tuples(st.just("seek"), st.integers(0, 600)),
+            st.tuples(st.just("read"), st.integers(-1, 400)),
+            st.tuples(st.just("truncate"), st.none()),
+        ),
+        max_size=30,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_a_spilled_body_behaves_as_the_file_it_stands_for(tmp_path_factory, operations):
+    from processors.local.endpoint.fixes import SpilledBody
+
+    # GIVEN a body that moves to a file at 256 bytes, and an in-memory file as the reference
+    body, reference = SpilledBody(tmp_path_factory.mktemp("bodies"), 256), io.BytesIO()
+    reached = 0  # the largest size after a write: past the threshold the body is on disk for good
+    for name, argument in operations:
+        # WHEN both get the same calls (as moto's FakeKey makes them)
+        if name == "write":
+            assert body.write(argument) == reference.write(argument)
+            reached = max(reached, len(reference.getbuffer()))
+        elif name == "seek":
+            assert body.seek(argument) == reference.seek(argument)
+        elif name == "read":
+            assert body.read(argument) == reference.read(argument)
+        else:
+            body.truncate()
+            reference.truncate()
+        # THEN they hold the same bytes at the same position, on disk once past the threshold
+        assert body.tell() == reference.tell()
+    body.seek(0)
+    assert body.read() == reference.getvalue()
+    assert body.on_disk == (reached >= 256)
+    # AND closing it removes its file
+    files = list(body._directory.iterdir())
+    body.close()
+    assert len(files) == int(reached >= 256) and not list(body._directory.iterdir())
