@@ -159,3 +159,27 @@ def test_big_object_bodies_live_in_files_and_come_back_after_a_kill(tmp_path: Pa
 )
 def test_which_requests_are_journaled(environ: dict, body: bytes, mutating: bool):
     assert is_mutating({"REQUEST_METHOD": "POST", "PATH_INFO": "/", **environ}, body) is mutating
+
+
+def test_a_big_state_is_snapshotted_after_a_journal_in_proportion_to_it(tmp_path: Path, monkeypatch):
+    from processors.local.endpoint.persistence import PersistentApp
+
+    monkeypatch.setenv("ALLEYCAT_AWS_JOURNAL_COMPACT_MB", "16")
+    monkeypatch.setenv("ALLEYCAT_AWS_JOURNAL_COMPACT_RATIO", "0.1")
+    app = PersistentApp(lambda environ, start_response: [], tmp_path)
+    mb = 1024 * 1024
+    # GIVEN a small state: the journal is compacted from 16 MB on, as before
+    app.snapshot_bytes = 20 * mb
+    app._journal_bytes = 15 * mb
+    assert not app._compaction_due()
+    app._journal_bytes = 16 * mb
+    assert app._compaction_due()
+    # AND a 600 MB state (1,000 racers, 15 minutes of records): not at 16 MB, at a tenth of its size
+    app.snapshot_bytes = 600 * mb
+    app._journal_bytes = 59 * mb
+    assert not app._compaction_due()
+    app._journal_bytes = 60 * mb
+    assert app._compaction_due()
+    # AND never while a snapshot is being written
+    app._compacting = True
+    assert not app._compaction_due()
