@@ -252,6 +252,8 @@ def stack_race(args: argparse.Namespace) -> int:
         "ALLEYCAT_VAR_DIR": str(work / "var"),
         "ALLEYCAT_AWS_PORT": str(aws_port),
         "SIMULATE": "0",
+        # the race cap (template default 1,000) must admit every racer of the run, as in simulator mode
+        "ALLEYCAT_MAX_RACERS_PER_RACE": str(max(1000, args.racers)),
     }
     for command in (["migrate", "--noinput"], ["seed_demo"]):
         subprocess.run(
