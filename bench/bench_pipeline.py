@@ -73,6 +73,8 @@ def main() -> int:
     stack.add_argument("--reshard-at", type=int, help="reshard the stream before this race second")
     stack.add_argument("--reshard-to", type=int, default=4, help="shards after --reshard-at (default 4)")
     args = parser.parse_args()
+    # The race cap (template default 1,000) admits every racer of the run, in either mode.
+    os.environ["ALLEYCAT_MAX_RACERS_PER_RACE"] = str(max(1000, args.racers))
     if any(value is not None for value in (args.dups, args.partition, args.viewers, args.bad, args.reshard_at)):
         args.dups = 0.1 if args.dups is None else args.dups
         args.partition = args.partition or "racer"
@@ -89,7 +91,6 @@ def main() -> int:
         os.environ["ALLEYCAT_STREAM_SHARDS"] = str(args.shards)
     if args.parts:
         os.environ["ALLEYCAT_LIVE_BOARD_PARTS"] = str(args.parts)
-    os.environ["ALLEYCAT_MAX_RACERS_PER_RACE"] = str(max(1000, args.racers))
     with local_pipeline(
         prefix="alleycat-bench-", firehose_buffer_seconds=args.firehose_buffer, keep=args.keep
     ) as pipeline:
@@ -252,8 +253,6 @@ def stack_race(args: argparse.Namespace) -> int:
         "ALLEYCAT_VAR_DIR": str(work / "var"),
         "ALLEYCAT_AWS_PORT": str(aws_port),
         "SIMULATE": "0",
-        # the race cap (template default 1,000) must admit every racer of the run, as in simulator mode
-        "ALLEYCAT_MAX_RACERS_PER_RACE": str(max(1000, args.racers)),
     }
     for command in (["migrate", "--noinput"], ["seed_demo"]):
         subprocess.run(

@@ -484,12 +484,10 @@ class SpilledBody:
         return os.path.getsize(self._path)  # type: ignore[arg-type]
 
     def _to_file(self) -> None:
+        # (made here, not once: persistence.restore may move the state directory aside before replaying)
+        self._directory.mkdir(parents=True, exist_ok=True)
         path = self._directory / f"{os.getpid()}-{next(self._names)}"
-        try:
-            path.write_bytes(self._memory.getvalue())  # type: ignore[union-attr]
-        except FileNotFoundError:  # the state directory was moved aside (persistence.restore)
-            self._directory.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(self._memory.getvalue())  # type: ignore[union-attr]
+        path.write_bytes(self._memory.getvalue())  # type: ignore[union-attr]
         self._memory, self._path = None, path
         self._finalizer = weakref.finalize(self, _unlink, path)  # (a snapshot's child leaves by os._exit)
 
@@ -507,7 +505,6 @@ def keep_object_bodies_on_disk(directory: Path) -> None:
 
     threshold = _int_env("ALLEYCAT_MOTO_BODY_SPILL_BYTES", 64 * 1024)
     shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
 
     def spooled(*_args: Any, **_kwargs: Any) -> SpilledBody:
         return SpilledBody(directory, threshold)
