@@ -5,21 +5,23 @@ Lambda event (Kinesis with a tumbling window): ``Records`` plus ``window`` {star
 ``eventSourceARN``, ``isFinalInvokeForWindow`` and ``isWindowTerminatedEarly``. Response:
 ``{"state": {...}}``; the state returned on the final invoke is discarded by Lambda.
 
-Each record is decoded and validated, then checked against its race's identity (A0, read with
-one BatchGetItem per invocation for the races of the batch; nothing is cached across
-invocations): ``unknown_race``, ``class_mismatch``, ``second_out_of_race``, ``late`` (arrived in
-the stream after the race's settle deadline, or the race has settled). Bad records are counted,
-logged with their sequence number, sent to the dead-letter queue and skipped; they never fail the
-batch. Readings are folded into the state (a plain dict of pending seconds per racer). The state
-is written out on the final invoke of a window (or when the window ended early), on every invoke
-when no window is configured, and early when it holds more than ``max_pending_seconds`` entries,
-which bounds its size. A write-out is one conditional put per race (see
-``ResultsTable.merge_live``). What a write-out could not store is dead-lettered as a fragment of
-the window state (``{"raceId", "classId", "racers": {...}}``, the state's own format, so it can be
-merged again): new racers of a full race (``race_full``), a live item over the size guard or
-refused for its size (``item_too_large``), a race that settled meanwhile (``late``). If the table is
-unavailable the invocation fails and Lambda retries the batch, which is safe because every second
-is counted once.
+Each record is decoded and validated, then checked against its race's identity (A0, read with one
+BatchGetItem per invocation for the races of the batch; nothing is cached across invocations):
+``unknown_race``, ``class_mismatch``, ``second_out_of_race``, ``late`` (arrived in the stream after
+the race's settle deadline, or the race has settled). Bad records are counted, logged with their
+sequence number, sent to the dead-letter queue and skipped; they never fail the batch. Readings are
+folded into the state (a plain dict of pending seconds per racer). The state is written out on the
+final invoke of a window (or when the window ended early), on every invoke when no window is
+configured, and early when it holds more than ``max_pending_seconds`` entries, which bounds its
+size. A write-out is one conditional put per race (see ``ResultsTable.merge_live``): the process
+keeps the boards it wrote (``processors.table.boards``) and merges the next window into those
+without reading them back; a board someone else wrote meanwhile refuses that put and is read and
+merged as before. What a write-out could not store is dead-lettered as a fragment of the window
+state (``{"raceId", "classId", "racers": {...}}``, the state's own format, so it can be merged
+again): new racers of a full race (``race_full``), a live item over the size guard or refused for
+its size (``item_too_large``), a race that settled meanwhile (``late``). If the table is unavailable
+the invocation fails and Lambda retries the batch, which is safe because every second is counted
+once.
 
 Settlement: after a write-out (of 1 s windows, every fifth: ``checks_settlement``) the shard's
 watermark (the arrival time of the newest record written out) is stored; a race whose settle

@@ -86,6 +86,7 @@ _SECONDS_HEADER = struct.Struct("<QH")
 SECONDS_BUCKETS = 64
 _BOARD_FORMAT = 1
 _BOARD_RACER = struct.Struct("<qqqqHHBHH")
+_BOARD_HEADER = bytes([_BOARD_FORMAT])
 _FINISHED = 1
 _ID_WIDTH = MAX_ID_DIGITS
 _SCORE_WIDTH = 20
@@ -283,15 +284,19 @@ def live_item(
     version: int,
     updated_at_ms: int,
     part: tuple[int, int] | None = None,
+    board: bytes | None = None,
 ) -> dict[str, Any]:
-    """The live item of a race, or with ``part=(part, parts)`` one part of its split board."""
+    """The live item of a race, or with ``part=(part, parts)`` one part of its split board.
+
+    ``board``: ``totals`` already encoded (``encode_board``), by a writer that keeps its racers' rows.
+    """
     item = {
         **(live_key(race_id) if part is None else live_part_key(race_id, part[0])),
         "raceId": {"N": str(race_id)},
         "classId": {"N": str(class_id)},
         "version": {"N": str(version)},
         "updatedAt": {"N": str(updated_at_ms)},
-        BOARD: {"B": encode_board(totals)},
+        BOARD: {"B": encode_board(totals) if board is None else board},
     }
     if part is not None:
         item[PART] = {"N": str(part[0])}
@@ -324,29 +329,34 @@ def is_split_summary(item: Mapping[str, Any] | None) -> bool:
 
 def encode_board(totals: Mapping[int, RacerTotal]) -> bytes:
     """Every racer of a race as one binary value (format in the module docstring)."""
-    pack = _BOARD_RACER.pack
-    parts = [bytes([_BOARD_FORMAT])]
-    append = parts.append
-    for racer_id, total in totals.items():
-        name = total.name.encode()
-        seconds = encode_seconds(total.seconds)
-        finished = total.finished_at_ms
-        append(
-            pack(
-                racer_id,
-                total.score_units,
-                output_units(total.last_output),
-                finished or 0,
-                total.last_second,
-                total.name_second,
-                _FINISHED if finished is not None else 0,
-                len(name),
-                len(seconds),
-            )
+    return join_board(board_row(racer_id, total) for racer_id, total in totals.items())
+
+
+def board_row(racer_id: int, total: RacerTotal) -> bytes:
+    """One racer's record of the board; a board is ``join_board`` of its racers' rows, in any order."""
+    name = total.name.encode()
+    seconds = encode_seconds(total.seconds)
+    finished = total.finished_at_ms
+    return (
+        _BOARD_RACER.pack(
+            racer_id,
+            total.score_units,
+            output_units(total.last_output),
+            finished or 0,
+            total.last_second,
+            total.name_second,
+            _FINISHED if finished is not None else 0,
+            len(name),
+            len(seconds),
         )
-        append(name)
-        append(seconds)
-    return b"".join(parts)
+        + name
+        + seconds
+    )
+
+
+def join_board(rows: Iterable[bytes]) -> bytes:
+    """The board attribute's value from its racers' rows (``board_row``)."""
+    return _BOARD_HEADER + b"".join(rows)
 
 
 def _board_rows(data: bytes) -> list[tuple[int, int, int, int | None, int, int, str, bytes]]:

@@ -19,6 +19,7 @@ from processors.domain.standings import RacerTotal, apply_pending
 from processors.domain.window import PendingRacer
 from processors.retry import GaveUp, TryAgain, attempts
 from processors.table import items
+from processors.table.boards import BoardKey, BoardMemory, KnownBoard
 from processors.table.models import (
     FinalResult,
     InvalidCursor,
@@ -120,11 +121,18 @@ class Watermark:
 class ResultsTable:
     """The table behind a small API. ``client`` is a boto3 DynamoDB low-level client."""
 
-    def __init__(self, client: Any, table_name: str, *, board_parts: int = 1) -> None:
-        """``board_parts``: how many parts the live board of a race this table starts gets (1: one item)."""
+    def __init__(
+        self, client: Any, table_name: str, *, board_parts: int = 1, boards: BoardMemory | None = None
+    ) -> None:
+        """``board_parts``: how many parts the live board of a race this table starts gets (1: one item).
+
+        ``boards``: the live boards this writer stored last (``processors.table.boards``); each table
+        object has its own unless one is given.
+        """
         self._client = client
         self._table = table_name
         self._board_parts = min(max(1, board_parts), items.MAX_BOARD_PARTS)
+        self._boards = boards if boards is not None else BoardMemory()
 
     @property
     def table_name(self) -> str:
@@ -303,14 +311,23 @@ class ResultsTable:
         A settled race's live item is frozen (``settled``); new racers beyond ``max_racers`` are
         left out (``rejected``); an item over ``LIVE_ITEM_LIMIT_BYTES``, or one DynamoDB refuses
         for its size, is not written (``too_large``). The caller dead-letters what was not written.
+        A board this table object stored last is merged without the read, its put conditional on the
+        version and ``updatedAt`` it wrote (``processors.table.boards``); refused, it is read as above.
         """
         if self._board_parts > 1:
             return self._merge_split(race_id, class_id, pending_racers, now_ms, max_racers)
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        key = items.live_key(race_id)
+        known = self._boards.trusted(_board_key(key))
+        if known is not None:
+            outcome = self._merge_known(key, race_id, None, pending_racers, known, now, max_racers)
+            if outcome is not None:
+                return outcome
         try:
             for attempt in attempts(MAX_CONFLICT_ATTEMPTS):
                 with attempt:
                     return self._merge_live_once(
-                        race_id, class_id, pending_racers, attempt.retry_state.attempt_number, now_ms, max_racers
+                        race_id, class_id, pending_racers, attempt.retry_state.attempt_number, now, max_racers
                     )
         except _SplitBoard:
             return self._merge_split(race_id, class_id, pending_racers, now_ms, max_racers)
@@ -326,31 +343,114 @@ class ResultsTable:
         class_id: int,
         pending_racers: Mapping[str, PendingRacer],
         attempt: int,
-        now_ms: int | None,
+        now_ms: int,
         max_racers: int | None,
     ) -> MergeOutcome:
         """One read-merge-put of ``merge_live``; raises ``TryAgain`` when another writer came first."""
-        current = self._get(items.live_key(race_id), consistent=True)
+        key = items.live_key(race_id)
+        current = self._get(key, consistent=True)
         if current:
             if items.is_live_settled(current):
                 return MergeOutcome(written=False, attempts=attempt, racers=0, item_bytes=0, settled=True)
             if items.is_split_summary(current):
                 raise _SplitBoard(race_id)  # started by a writer with more parts: follow the race's summary
-            _race, stored_class, version, _updated = items.live_header(current)
-            totals: dict[int, RacerTotal] = items.live_totals(current)
+            class_id = items.live_header(current)[1]
+        return self._merge_read(key, race_id, class_id, None, pending_racers, current, attempt, now_ms, max_racers)
+
+    def _merge_read(
+        self,
+        key: dict[str, Any],
+        race_id: int,
+        class_id: int,
+        part: tuple[int, int] | None,
+        pending_racers: Mapping[str, PendingRacer],
+        current: dict[str, Any] | None,
+        attempt: int,
+        now_ms: int,
+        max_racers: int | None,
+    ) -> MergeOutcome:
+        """Merge into a board as read (``current``, None when absent), put on its version; ``TryAgain`` on a conflict.
+
+        A board read as this process last wrote it is not decoded again: the remembered one is used.
+        """
+        memory_key = _board_key(key)
+        known: KnownBoard | None = None
+        version = updated = 0
+        if current:
+            _race, _class, version, updated = items.live_header(current)
+            known = self._boards.matching(memory_key, version, updated)
+        if known is None:
+            known = KnownBoard(version, updated, class_id, items.live_totals(current) if current else {}, {})
+            rows_known = False
         else:
-            stored_class, version, totals = class_id, 0, {}
+            rows_known = True
+        totals = known.totals
         admitted, rejected = _admit(totals, pending_racers, max_racers)
         if not apply_pending(totals, admitted):
+            if rows_known:
+                self._boards.remember(memory_key, known)
             return MergeOutcome(written=False, attempts=attempt, racers=len(totals), item_bytes=0, rejected=rejected)
+        if rows_known:
+            _encode_rows(known, admitted)
+        else:
+            known.rows = {racer_id: items.board_row(racer_id, total) for racer_id, total in totals.items()}
         item = items.live_item(
             race_id,
-            stored_class,
+            class_id,
             totals,
             version=version + 1,
-            updated_at_ms=now_ms if now_ms is not None else int(time.time() * 1000),
+            updated_at_ms=now_ms,
+            part=part,
+            board=items.join_board(known.rows.values()),
         )
-        return self._put_live(item, current, version, attempt, len(totals), rejected, race_id)
+        outcome = self._put_live(item, current, version, attempt, len(totals), rejected, race_id)
+        if outcome.written:
+            known.version, known.updated_at_ms = version + 1, now_ms
+            self._boards.remember(memory_key, known)
+        return outcome
+
+    def _merge_known(
+        self,
+        key: dict[str, Any],
+        race_id: int,
+        part: tuple[int, int] | None,
+        pending_racers: Mapping[str, PendingRacer],
+        known: KnownBoard,
+        now_ms: int,
+        max_racers: int | None,
+    ) -> MergeOutcome | None:
+        """Merge into the board this process wrote last, without reading it: one put conditional on that version.
+
+        None when the put was refused (someone else wrote the board since): the caller merges from a read.
+        """
+        memory_key = _board_key(key)
+        totals = known.totals
+        admitted, rejected = _admit(totals, pending_racers, max_racers)
+        if not apply_pending(totals, admitted):
+            # Nothing new for what we stored; whatever anyone stored since holds at least as much.
+            self._boards.remember(memory_key, known)
+            return MergeOutcome(written=False, attempts=1, racers=len(totals), item_bytes=0, rejected=rejected)
+        _encode_rows(known, admitted)
+        item = items.live_item(
+            race_id,
+            known.class_id,
+            totals,
+            version=known.version + 1,
+            updated_at_ms=now_ms,
+            part=part,
+            board=items.join_board(known.rows.values()),
+        )
+        try:
+            outcome = self._put_live(
+                item, None, known.version, 1, len(totals), rejected, race_id, expected_updated_at=known.updated_at_ms
+            )
+        except TryAgain:
+            self._boards.refused(memory_key)
+            return None
+        if outcome.written:
+            known.version, known.updated_at_ms = known.version + 1, now_ms
+            self._boards.confirmed(memory_key, known)
+        return outcome
 
     def _put_live(
         self,
@@ -361,8 +461,13 @@ class ResultsTable:
         racers: int,
         rejected: Mapping[str, PendingRacer],
         race_id: int,
+        *,
+        expected_updated_at: int | None = None,
     ) -> MergeOutcome:
-        """The conditional put of a live item (or part): on the version read, or only if still absent."""
+        """The conditional put of a live item (or part): on the version read, or only if still absent.
+
+        ``expected_updated_at``: put on the version and ``updatedAt`` this process wrote last (``current`` unused).
+        """
         item_bytes = items.item_size(item)
         too_large = MergeOutcome(
             written=False,
@@ -377,7 +482,12 @@ class ResultsTable:
             # on it; the caller dead-letters the seconds and the standings stay at the last good item.
             return too_large
         condition: dict[str, Any]
-        if current:
+        if expected_updated_at is not None:
+            condition = {
+                "ConditionExpression": "version = :v AND updatedAt = :u AND attribute_not_exists(settledAt)",
+                "ExpressionAttributeValues": {":v": {"N": str(version)}, ":u": {"N": str(expected_updated_at)}},
+            }
+        elif current:
             condition = {
                 "ConditionExpression": "version = :v AND attribute_not_exists(settledAt)",
                 "ExpressionAttributeValues": {":v": {"N": str(version)}},
@@ -415,6 +525,18 @@ class ResultsTable:
         the uneven spread of racers over parts).
         """
         now = now_ms if now_ms is not None else int(time.time() * 1000)
+        remembered = self._boards.summary(race_id)
+        if remembered is not None:
+            # This writer stored every part of the window lately: merge into those, without a read.
+            stored_class, parts = remembered
+            groups = _by_part(race_id, pending_racers, parts)
+            part_keys = {part: _board_key(items.live_part_key(race_id, part)) for part in groups}
+            trusted = {part: self._boards.trusted(part_keys[part]) for part in groups}
+            if all(board is not None for board in trusted.values()):
+                return self._merge_parts(race_id, stored_class, parts, groups, {}, now, max_racers, trusted)
+            for part, board in trusted.items():  # put back what was taken: merged from a read below
+                if board is not None:
+                    self._boards.remember(part_keys[part], board)
         parts = self._board_parts
         summary_key = items.live_key(race_id)
         while True:
@@ -425,7 +547,7 @@ class ResultsTable:
             if summary is None:
                 summary = self._create_summary(race_id, class_id, parts, now)
             if not items.is_split_summary(summary):  # a one-item board (started with parts=1): stays one item
-                one_item = ResultsTable(self._client, self._table)
+                one_item = ResultsTable(self._client, self._table, boards=self._boards)
                 return one_item.merge_live(race_id, class_id, pending_racers, now_ms=now_ms, max_racers=max_racers)
             if items.is_live_settled(summary):
                 return MergeOutcome(written=False, attempts=1, racers=0, item_bytes=0, settled=True)
@@ -433,11 +555,33 @@ class ResultsTable:
                 break
             parts = items.live_parts(summary)
         stored_class = int(summary["classId"]["N"])
+        self._boards.remember_summary(race_id, stored_class, parts)
         current = {int(item[items.PART]["N"]): item for item in found if items.PART in item}
+        return self._merge_parts(race_id, stored_class, parts, groups, current, now, max_racers, {})
+
+    def _merge_parts(
+        self,
+        race_id: int,
+        class_id: int,
+        parts: int,
+        groups: dict[int, dict[str, PendingRacer]],
+        current: dict[int, dict[str, Any]],
+        now: int,
+        max_racers: int | None,
+        trusted: dict[int, KnownBoard | None],
+    ) -> MergeOutcome:
+        """Merge each part's racers into it (in parallel): from memory (``trusted``) or from ``current`` as read."""
         cap = None if max_racers is None else -(-max_racers * 5 // (4 * parts))
 
         def merge(part: int) -> MergeOutcome:
-            return self._merge_part(race_id, stored_class, (part, parts), groups[part], current.get(part), now, cap)
+            board = trusted.get(part)
+            if board is not None:
+                key = items.live_part_key(race_id, part)
+                outcome = self._merge_known(key, race_id, (part, parts), groups[part], board, now, cap)
+                if outcome is not None:
+                    return outcome
+                return self._merge_part(race_id, class_id, (part, parts), groups[part], None, now, cap, read=True)
+            return self._merge_part(race_id, class_id, (part, parts), groups[part], current.get(part), now, cap)
 
         if len(groups) == 1:
             outcomes = {part: merge(part) for part in groups}
@@ -485,28 +629,22 @@ class ResultsTable:
         current: dict[str, Any] | None,
         now_ms: int,
         max_racers: int | None,
+        *,
+        read: bool = False,
     ) -> MergeOutcome:
-        """Read-merge-put of one part (the first read done by the caller), retried on a version conflict."""
+        """Read-merge-put of one part (the first read done by the caller unless ``read``), retried on a conflict."""
         key = items.live_part_key(race_id, part[0])
         try:
             for attempt in attempts(MAX_CONFLICT_ATTEMPTS):
                 with attempt:
                     number = attempt.retry_state.attempt_number
-                    if number > 1:
+                    if number > 1 or read:
                         current = self._get(key, consistent=True)
                     if current and items.is_live_settled(current):
                         return MergeOutcome(written=False, attempts=number, racers=0, item_bytes=0, settled=True)
-                    version = items.live_header(current)[2] if current else 0
-                    totals = items.live_totals(current) if current else {}
-                    admitted, rejected = _admit(totals, pending_racers, max_racers)
-                    if not apply_pending(totals, admitted):
-                        return MergeOutcome(
-                            written=False, attempts=number, racers=len(totals), item_bytes=0, rejected=rejected
-                        )
-                    item = items.live_item(
-                        race_id, class_id, totals, version=version + 1, updated_at_ms=now_ms, part=part
+                    return self._merge_read(
+                        key, race_id, class_id, part, pending_racers, current, number, now_ms, max_racers
                     )
-                    return self._put_live(item, current, version, number, len(totals), rejected, race_id)
         except GaveUp as exc:
             raise StoreUnavailable(
                 f"live board part {part[0]} of race {race_id}: still conflicting after {MAX_CONFLICT_ATTEMPTS} attempts"
@@ -952,6 +1090,18 @@ def _freeze_update(race: RaceIdentity, now: int, part: tuple[int, int] | None = 
 
 class _SplitBoard(Exception):
     """The race's live item is the summary of a split board: merge into its parts."""
+
+
+def _board_key(key: Mapping[str, Any]) -> BoardKey:
+    return key[PK]["S"], key[SK]["S"]
+
+
+def _encode_rows(board: KnownBoard, racer_keys: Iterable[str]) -> None:
+    """Encode again the rows of the racers a merge touched (the others' rows are as stored)."""
+    totals, rows = board.totals, board.rows
+    for racer_key in racer_keys:
+        racer_id = int(racer_key)
+        rows[racer_id] = items.board_row(racer_id, totals[racer_id])
 
 
 def _by_part(race_id: int, pending: Mapping[str, PendingRacer], parts: int) -> dict[int, dict[str, PendingRacer]]:

@@ -94,9 +94,9 @@ class TestLiveItem:
         assert live.rows[0].score == pytest.approx(4 * output_of(81, 50))
 
     def test_stale_version_is_reread_and_merged(self, table: ResultsTable, dynamodb: Any) -> None:
-        # GIVEN another writer (its own client) that puts racer 2 right after our first read
-        table.merge_live(7, 3, pending(7, {1: [1]}))
+        # GIVEN a board another writer (its own client) started, and that puts racer 2 right after our first read
         other = ResultsTable(boto3.client("dynamodb"), "alleycat-test")
+        other.merge_live(7, 3, pending(7, {1: [1]}))
         reads = {"n": 0}
 
         def after_get(**_: Any) -> None:
