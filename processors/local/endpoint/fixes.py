@@ -27,13 +27,6 @@ after resharding; records older than a retention of seconds leave both kinds of 
 - transactions: moto deep-copies every table a TransactWriteItems names, to roll back, which costs
   0.3 s a transaction at 1,000 items and fails when another thread writes meanwhile; here the
   conditions are checked first and every DynamoDB write takes one lock (``_atomic_transactions``).
-- queries: moto answers every Query by going through every item of the table (``Table.query`` filters
-  ``all_items()``), for the table's own key and for an index alike, so a read of one race's results
-  or one partition of watermarks cost as much as the whole table: 0.35 s a page of 1,000 results after
-  two 2,000-racer races, growing with every race kept. Here a Query looks only at the items of the
-  partition it names: the table's own partition (moto keeps items by hash key already), or a global
-  index's, from a map of index key → items kept up to date by every write under the write lock
-  (``_partitioned_queries``).
 - Kinesis metrics: moto's PutRecords also puts two data points (IncomingBytes, IncomingRecords)
   into its CloudWatch backend, kept for ever (7,458 after 30 minutes of 1,000 racers); nothing here
   reads CloudWatch (the runner's status file has the pipeline's figures), so they are not put
@@ -73,7 +66,6 @@ from typing import Any
 from processors.local.endpoint import replace
 
 _TRIM_EVERY = 500
-_WRITE_LOCK = threading.RLock()  # every DynamoDB write of the endpoint (``_atomic_transactions``)
 
 
 def _int_env(name: str, default: int) -> int:
@@ -145,7 +137,6 @@ def apply() -> None:
     _bounded_noncurrent_versions(_int_env("ALLEYCAT_MOTO_NONCURRENT_VERSIONS", 3))
     _untracked_records()
     _atomic_transactions()
-    _partitioned_queries()
     _no_kinesis_metric_data()
     replace(Shard, "put_record", put_record)
     replace(Stream, "get_shard_for_key", get_shard_for_key)
@@ -293,7 +284,7 @@ def _atomic_transactions() -> None:
     )
     from moto.dynamodb.models import DynamoDBBackend
 
-    lock = _WRITE_LOCK
+    lock = threading.RLock()
 
     def locked(original: Any) -> Any:
         def write(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -366,7 +357,6 @@ def _atomic_transactions() -> None:
                 table.items.pop(hash_value, None)
             else:
                 table.items[hash_value] = before
-            _PARTITIONS.touched(table, hash_value, range_value)
         for shard, written_before in streams.values():  # records ever added = trimmed + kept
             del shard.items[max(0, written_before - shard.starting_sequence_number) :]
 
@@ -409,160 +399,6 @@ def _atomic_transactions() -> None:
                     applied.append((table, key, before))
 
     replace(DynamoDBBackend, "transact_write_items", transact_write_items)
-
-
-class _GlobalIndexPartitions:
-    """Per table: for each global index with one hash attribute, its partitions (hash value -> items by key).
-
-    Kept up to date by every write (``touched``, called under the write lock); built on a table's first
-    indexed Query, and again when the table's indexes change (UpdateTable) or after a restart (the map is
-    not part of the endpoint's state: tables are keys of a weak map).
-    """
-
-    def __init__(self) -> None:
-        self._tables: weakref.WeakKeyDictionary[Any, _TablePartitions] = weakref.WeakKeyDictionary()
-
-    def of(self, table: Any) -> _TablePartitions:
-        partitions = self._tables.get(table)
-        if partitions is None or partitions.layout != _index_layout(table):
-            with _WRITE_LOCK:
-                partitions = self._tables[table] = _TablePartitions(table)
-        return partitions
-
-    def touched(self, table: Any, hash_value: Any, range_value: Any) -> None:
-        partitions = self._tables.get(table)
-        if partitions is not None:
-            partitions.touched(table, hash_value, range_value)
-
-
-class _TablePartitions:
-    def __init__(self, table: Any) -> None:
-        self.layout = _index_layout(table)
-        self._items: dict[tuple[str, Any], dict[tuple[Any, Any], Any]] = {}
-        self._entries: dict[tuple[Any, Any], list[tuple[str, Any]]] = {}
-        for item in table.all_items():
-            self._add(item)
-
-    def items(self, index: str, value: Any) -> list[Any]:
-        return list(self._items.get((index, value), {}).values())
-
-    def touched(self, table: Any, hash_value: Any, range_value: Any) -> None:
-        key = (hash_value, range_value)
-        for entry in self._entries.pop(key, ()):
-            partition = self._items.get(entry)
-            if partition is not None:
-                partition.pop(key, None)
-                if not partition:
-                    del self._items[entry]
-        item = table.get_item(hash_value, range_value)
-        if item is not None:
-            self._add(item)
-
-    def _add(self, item: Any) -> None:
-        key = (item.hash_key, item.range_key)
-        entries = []
-        for index, attribute in self.layout:
-            value = item.attrs.get(attribute)
-            if value is not None:
-                self._items.setdefault((index, value), {})[key] = item
-                entries.append((index, value))
-        if entries:
-            self._entries[key] = entries
-
-
-def _index_layout(table: Any) -> tuple[tuple[str, str], ...]:
-    """(index, hash attribute) of each global index keyed by one hash attribute."""
-    layout = []
-    for index in table.global_indexes:
-        hashes = [key["AttributeName"] for key in index.schema if key["KeyType"] == "HASH"]
-        if len(hashes) == 1:
-            layout.append((index.name, hashes[0]))
-    return tuple(layout)
-
-
-_PARTITIONS = _GlobalIndexPartitions()
-
-
-class _Partition:
-    """A table as one Query sees it: only the items of the partition it names (``all_items``)."""
-
-    def __init__(self, table: Any, items: list[Any]) -> None:
-        self._table = table
-        self._partition_items = items
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._table, name)
-
-    def all_items(self) -> list[Any]:
-        return self._partition_items
-
-
-def _partitioned_queries() -> None:
-    """A Query reads the partition it names, not the whole table (see the module docstring)."""
-    import inspect
-
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.table import Table
-
-    original_query = Table.query
-    signature = inspect.signature(original_query)
-
-    def candidates(table: Any, hash_key: Any, index_name: str | None, conditions: Any) -> list[Any] | None:
-        """The items a Query can match, or None to let moto look at every item."""
-        index = None
-        if index_name:
-            index = next((each for each in table.global_indexes if each.name == index_name), None)
-            if index is None:  # a local index: partitioned by the table's own hash key
-                if not any(each.name == index_name for each in table.indexes):
-                    return None
-        if index is None:
-            if hash_key is None:
-                return None
-            partition = table.items.get(hash_key)
-            if partition is None:
-                return []
-            return list(partition.values()) if table.range_key_attr else [partition]
-        hashes = [key["AttributeName"] for key in index.schema if key["KeyType"] == "HASH"]
-        values = dict(conditions or ())
-        if len(hashes) != 1 or (hashes[0] not in values and hash_key is None):
-            return None
-        return _PARTITIONS.of(table).items(index.name, values.get(hashes[0], hash_key))
-
-    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(self, *args, **kwargs)
-        arguments = bound.arguments
-        items = candidates(
-            self, arguments.get("hash_key"), arguments.get("index_name"), arguments.get("hash_key_conditions")
-        )
-        if items is None:
-            return original_query(self, *args, **kwargs)
-        partition: Any = _Partition(self, items)
-        return original_query(partition, *args, **kwargs)
-
-    original_put = Table.put_item
-    original_delete = Table.delete_item
-    original_update = DynamoDBBackend.update_item
-
-    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        item = original_put(self, *args, **kwargs)
-        _PARTITIONS.touched(self, item.hash_key, item.range_key)
-        return item
-
-    def delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
-        item = original_delete(self, hash_key, range_key)
-        _PARTITIONS.touched(self, hash_key, range_key)
-        return item
-
-    def update_item(self: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
-        with _WRITE_LOCK:
-            item = original_update(self, table_name, *args, **kwargs)
-            _PARTITIONS.touched(self.get_table(table_name), item.hash_key, item.range_key)
-        return item
-
-    replace(Table, "query", query)
-    replace(Table, "put_item", put_item)
-    replace(Table, "delete_item", delete_item)
-    replace(DynamoDBBackend, "update_item", update_item)
 
 
 class SpilledBody:
