@@ -373,41 +373,16 @@ class ResultsTable:
 
         A board read as this process last wrote it is not decoded again: the remembered one is used.
         """
-        memory_key = _board_key(key)
         known: KnownBoard | None = None
         version = updated = 0
         if current:
             _race, _class, version, updated = items.live_header(current)
-            known = self._boards.matching(memory_key, version, updated)
-        if known is None:
-            known = KnownBoard(version, updated, class_id, items.live_totals(current) if current else {}, {})
-            rows_known = False
-        else:
-            rows_known = True
-        totals = known.totals
-        admitted, rejected = _admit(totals, pending_racers, max_racers)
-        if not apply_pending(totals, admitted):
-            if rows_known:
-                self._boards.remember(memory_key, known)
-            return MergeOutcome(written=False, attempts=attempt, racers=len(totals), item_bytes=0, rejected=rejected)
-        if rows_known:
-            _encode_rows(known, admitted)
-        else:
-            known.rows = {racer_id: items.board_row(racer_id, total) for racer_id, total in totals.items()}
-        item = items.live_item(
-            race_id,
-            class_id,
-            totals,
-            version=version + 1,
-            updated_at_ms=now_ms,
-            part=part,
-            board=items.join_board(known.rows.values()),
-        )
-        outcome = self._put_live(item, current, version, attempt, len(totals), rejected, race_id)
-        if outcome.written:
-            known.version, known.updated_at_ms = version + 1, now_ms
-            self._boards.remember(memory_key, known)
-        return outcome
+            known = self._boards.matching(_board_key(key), version, updated)
+        if known is not None:
+            return self._merge_board(key, race_id, part, pending_racers, known, current, attempt, now_ms, max_racers)
+        totals = items.live_totals(current) if current else {}
+        board = KnownBoard(version, updated, class_id, totals, {})
+        return self._merge_board(key, race_id, part, pending_racers, board, current, attempt, now_ms, max_racers)
 
     def _merge_known(
         self,
@@ -423,33 +398,68 @@ class ResultsTable:
 
         None when the put was refused (someone else wrote the board since): the caller merges from a read.
         """
+        try:
+            return self._merge_board(key, race_id, part, pending_racers, known, None, 1, now_ms, max_racers)
+        except TryAgain:
+            self._boards.refused(_board_key(key))
+            return None
+
+    def _merge_board(
+        self,
+        key: dict[str, Any],
+        race_id: int,
+        part: tuple[int, int] | None,
+        pending_racers: Mapping[str, PendingRacer],
+        board: KnownBoard,
+        current: dict[str, Any] | None,
+        attempt: int,
+        now_ms: int,
+        max_racers: int | None,
+    ) -> MergeOutcome:
+        """Apply a window to ``board`` and put it; ``TryAgain`` when someone else wrote the board first.
+
+        ``board`` is the stored board: as read (``current``; no rows yet when just decoded) or, without
+        ``current``, as this process remembers it (then the put is also conditional on its ``updatedAt``).
+        Only a board whose put succeeded, or that nothing changed, goes back to the memory.
+        """
         memory_key = _board_key(key)
-        totals = known.totals
+        from_memory = current is None and board.version > 0  # (a board read as absent has version 0)
+        totals = board.totals
         admitted, rejected = _admit(totals, pending_racers, max_racers)
         if not apply_pending(totals, admitted):
-            # Nothing new for what we stored; whatever anyone stored since holds at least as much.
-            self._boards.remember(memory_key, known)
-            return MergeOutcome(written=False, attempts=1, racers=len(totals), item_bytes=0, rejected=rejected)
-        _encode_rows(known, admitted)
+            # Nothing new for what is stored; whatever anyone stored since holds at least as much.
+            if board.rows:  # a board just decoded has no rows yet: not worth keeping unchanged
+                self._boards.remember(memory_key, board)
+            return MergeOutcome(written=False, attempts=attempt, racers=len(totals), item_bytes=0, rejected=rejected)
+        if board.rows:
+            _encode_rows(board, admitted)
+        else:
+            board.rows = {racer_id: items.board_row(racer_id, total) for racer_id, total in totals.items()}
         item = items.live_item(
             race_id,
-            known.class_id,
+            board.class_id,
             totals,
-            version=known.version + 1,
+            version=board.version + 1,
             updated_at_ms=now_ms,
             part=part,
-            board=items.join_board(known.rows.values()),
+            board=items.join_board(board.rows.values()),
         )
-        try:
-            outcome = self._put_live(
-                item, None, known.version, 1, len(totals), rejected, race_id, expected_updated_at=known.updated_at_ms
-            )
-        except TryAgain:
-            self._boards.refused(memory_key)
-            return None
+        outcome = self._put_live(
+            item,
+            current,
+            board.version,
+            attempt,
+            len(totals),
+            rejected,
+            race_id,
+            expected_updated_at=board.updated_at_ms if from_memory else None,
+        )
         if outcome.written:
-            known.version, known.updated_at_ms = known.version + 1, now_ms
-            self._boards.confirmed(memory_key, known)
+            board.version, board.updated_at_ms = board.version + 1, now_ms
+            if from_memory:
+                self._boards.confirmed(memory_key, board)
+            else:
+                self._boards.remember(memory_key, board)
         return outcome
 
     def _put_live(
