@@ -51,6 +51,37 @@ def expected_scores(messages: list[dict]) -> dict[int, int]:
     return {racer: sum(seconds.values()) for racer, seconds in seen.items()}
 
 
+def cpu_by_process(pipeline: Any) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the endpoint, the runner with its handler processes, and this one."""
+    import psutil
+
+    def tree(pid: int, *, children: bool = True, only_children: bool = False) -> float:
+        try:
+            root = psutil.Process(pid)
+            processes = [*([] if only_children else [root]), *(root.children(recursive=True) if children else [])]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    functions = (pipeline.status() or {}).get("functions", {})
+    figures = {
+        "endpoint": tree(pipeline.procs["moto"].pid),
+        "runner": tree(pipeline.procs["runner"].pid, children=False),
+        **{name: tree(pid, children=False) for name, info in sorted(functions.items()) if (pid := info.get("pid"))},
+        "all handler processes": tree(pipeline.procs["runner"].pid, only_children=True),
+        "this process (producer, standings reader)": sum(psutil.Process().cpu_times()[:2]),
+    }
+    figures["together"] = sum(figures.values())
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--racers", type=int, default=1000)
@@ -210,6 +241,13 @@ def main() -> int:
             + (f"{drained_after:.1f}s after the last second" if drained_after is not None else "NOT within the limit")
         )
         print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        if drained_after is not None:
+            took_s = elapsed_play + drained_after
+            print(
+                f"{args.seconds} race seconds took {took_s:.0f}s from the first put to the last record aggregated: "
+                f"{args.seconds / took_s:.2f}x real time"
+            )
+        print("CPU seconds: " + ", ".join(f"{name} {cpu:.1f}" for name, cpu in cpu_by_process(pipeline).items()))
         # What this run measured, for bench/results/summary.json (a figure it could not measure is left out).
         figures: dict[str, float] = {"e2e_racers": args.racers}
         if measured_rates:

@@ -1,8 +1,9 @@
 """Lambda event and destination shapes, byte for byte as AWS builds them.
 
-The local runner turns what boto3 returns (bytes, datetimes) back into the JSON that Lambda
-hands a function: base64 text for Kinesis data and DynamoDB binary attributes, epoch numbers
-for timestamps, ISO 8601 for tumbling windows. Shapes follow the AWS Lambda developer guide
+The local runner turns what its stream readers return back into the JSON that Lambda hands a
+function: base64 text for Kinesis data and DynamoDB binary attributes (the readers keep them as
+the wire's base64 text; bytes from boto3's default parser are encoded), epoch numbers for
+timestamps, ISO 8601 for tumbling windows. Shapes follow the AWS Lambda developer guide
 ("Using Lambda with Kinesis / DynamoDB / S3 / Firehose", "Tumbling windows", "On-failure
 destinations") and the samples in ``tests/events/``.
 """
@@ -19,6 +20,16 @@ from typing import Any
 from urllib.parse import quote_plus
 
 ACCOUNT_ID = "123456789012"
+
+
+def base64_text(data: bytes | bytearray | str) -> str:
+    """Record data as events carry it: base64 text (already so when it is a ``str``, as on the wire)."""
+    return data if isinstance(data, str) else base64.b64encode(data).decode()
+
+
+def data_bytes(data: bytes | bytearray | str) -> bytes:
+    """Record data as delivered: the bytes (decoded when it is the wire's base64 text)."""
+    return base64.b64decode(data) if isinstance(data, str) else bytes(data)
 
 
 def function_arn(region: str, function: str) -> str:
@@ -66,15 +77,14 @@ class LambdaContext:
 
 
 def kinesis_record(raw: Mapping[str, Any], *, shard_id: str, stream_arn: str, region: str, function: str) -> dict:
-    """One record of a Kinesis event from a ``GetRecords`` record (boto3: bytes data, datetime arrival)."""
-    data = raw["Data"]
+    """One record of a Kinesis event from a ``GetRecords`` record (data: base64 text or bytes)."""
     sequence = raw["SequenceNumber"]
     return {
         "kinesis": {
             "kinesisSchemaVersion": "1.0",
             "partitionKey": raw["PartitionKey"],
             "sequenceNumber": sequence,
-            "data": base64.b64encode(data).decode() if isinstance(data, bytes | bytearray) else data,
+            "data": base64_text(raw["Data"]),
             "approximateArrivalTimestamp": round(epoch_seconds(raw["ApproximateArrivalTimestamp"]), 3),
         },
         "eventSource": "aws:kinesis",
@@ -212,7 +222,7 @@ def firehose_event(
             {
                 "recordId": record["recordId"],
                 "approximateArrivalTimestamp": int(epoch_seconds(record["raw"]["ApproximateArrivalTimestamp"]) * 1000),
-                "data": base64.b64encode(record["raw"]["Data"]).decode(),
+                "data": base64_text(record["raw"]["Data"]),
                 "kinesisRecordMetadata": {
                     "sequenceNumber": record["raw"]["SequenceNumber"],
                     "subsequenceNumber": 0,
@@ -233,7 +243,9 @@ def firehose_record_id(shard_id: str, sequence_number: str) -> str:
     return base64.urlsafe_b64encode(f"{shard_id}:{sequence_number}".encode()).decode()
 
 
-def firehose_error_record(*, raw_data: bytes, arrival_ms: int, error_code: str, message: str, lambda_arn: str) -> dict:
+def firehose_error_record(
+    *, raw_data: bytes | str, arrival_ms: int, error_code: str, message: str, lambda_arn: str
+) -> dict:
     """One line of a processing-failed object, as Firehose writes it."""
     return {
         "attemptsMade": 1,
@@ -241,7 +253,7 @@ def firehose_error_record(*, raw_data: bytes, arrival_ms: int, error_code: str, 
         "errorCode": error_code,
         "errorMessage": message,
         "attemptEndingTimestamp": int(time.time() * 1000),
-        "rawData": base64.b64encode(raw_data).decode(),
+        "rawData": base64_text(raw_data),
         "lambdaArn": lambda_arn,
     }
 

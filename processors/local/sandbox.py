@@ -8,7 +8,12 @@ time per sandbox, as in one Lambda execution environment. An invocation that out
 function's Timeout is killed (the sandbox is started again on the next call) and fails like a
 Lambda timeout.
 
-Events and responses cross the pipe as JSON, i.e. exactly what a Lambda payload can carry.
+Events and responses cross the pipe as JSON, i.e. exactly what a Lambda payload can carry, written
+and read with orjson (:func:`to_json`, :func:`from_json`): with the standard library's ``json`` the
+runner spent a quarter of its CPU writing events and the aggregator a third of its own reading
+them, in a 10,000-racer race. What could differ from ``json`` does not occur in a payload here: an
+integer past 64 bits is written by ``json`` instead (orjson refuses it) but would be read back as
+a float; NaN is written as ``null``.
 The sandbox ignores SIGINT/SIGTERM: the runner decides when to stop (after the batch in
 progress) and the sandbox exits when the runner closes the pipe or dies.
 """
@@ -25,7 +30,23 @@ import threading
 import traceback
 from typing import Any
 
+import orjson
+
 from processors.local.events import LambdaContext
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def to_json(value: Any, *, lenient: bool = False) -> bytes:
+    """``value`` as JSON bytes (``json.dumps``'s output, faster); ``lenient``: what JSON cannot hold as ``str()``."""
+    try:
+        return orjson.dumps(value, default=str if lenient else None, option=_OPTIONS)
+    except TypeError:  # an integer past 64 bits, or (not lenient) a value JSON cannot hold: json's answer
+        return json.dumps(value, default=str if lenient else None).encode()
+
+
+def from_json(data: bytes) -> Any:
+    return orjson.loads(data)
 
 
 class FunctionError(Exception):
@@ -66,12 +87,12 @@ def _sandbox_main(conn: Any, module: str, attribute: str, context_args: dict[str
         except (EOFError, OSError):
             return
         try:
-            response = handler(json.loads(data), LambdaContext(**context_args))
+            response = handler(from_json(data), LambdaContext(**context_args))
             reply = ["ok", response]
         except BaseException as exc:  # everything a function raises is a function error
             reply = ["error", f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=8)]
         try:
-            conn.send_bytes(json.dumps(reply, default=str).encode())
+            conn.send_bytes(to_json(reply, lenient=True))
         except (BrokenPipeError, OSError):
             return
 
@@ -123,12 +144,12 @@ class Sandbox:
                 self._discard()
                 self._start()
             try:
-                self._conn.send_bytes(json.dumps(event).encode())
+                self._conn.send_bytes(to_json(event))
                 # A cold start also imports the handler: allow for it on top of the Timeout.
                 if not self._conn.poll(self.timeout + (0 if self._warm else 15)):
                     self._discard()
                     raise FunctionError(f"Task timed out after {self.timeout} seconds")
-                reply = json.loads(self._conn.recv_bytes())
+                reply = from_json(self._conn.recv_bytes())
                 self._warm = True
             except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
                 self._discard()
@@ -136,6 +157,12 @@ class Sandbox:
         if reply[0] == "ok":
             return reply[1]
         raise FunctionError(f"{reply[1]}\n{reply[2]}")
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the function's execution environment (None before its first invocation)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.is_alive() else None
 
     def close(self) -> None:
         with self._lock:

@@ -16,11 +16,12 @@ Used by ``manage.py simulate`` (which finds the race in the schedule) and by the
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,16 +76,60 @@ def _clamp(value: float, low: float, high: float) -> float:
     return low if value < low else high if value > high else value
 
 
+_MASK64 = (1 << 64) - 1
+_UUID_CLEAR = ~((0xF << 76) | (0x3 << 62))  # version nibble, variant bits
+_UUID_SET = (0x4 << 76) | (0x2 << 62)  # version 4, variant RFC 4122
+
+
+def _splitmix64(value: int) -> int:
+    """One step of SplitMix64: a well-mixed 64-bit number from any integer (no generator to seed)."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
+def _gauss_pair(seed: int) -> tuple[float, float]:
+    """Two independent standard normal numbers, a pure function of ``seed`` (Box-Muller)."""
+    first = _splitmix64(seed)
+    second = _splitmix64(first)
+    u1 = ((first >> 11) + 1) / 9007199254740993.0  # (0, 1]: log is finite
+    u2 = (second >> 11) / 9007199254740992.0
+    radius = math.sqrt(-2.0 * math.log(u1))
+    return radius * math.cos(math.tau * u2), radius * math.sin(math.tau * u2)
+
+
+@functools.lru_cache(maxsize=MAX_RACERS)
+def _form(race_id: int, racer_id: int) -> float:
+    """The racer's form in this race (0.92-1.08), the same for every second of it."""
+    return 0.92 + 0.16 * (_splitmix64(race_id * 31 + racer_id * 1_000_033) >> 11) / 9007199254740992.0
+
+
+def _message_uuid() -> str:
+    """A version-4 UUID's text from the process's random generator (reseeded after a fork).
+
+    Messages need unique ids, not secret ones: 122 random bits from Mersenne Twister instead of
+    ``uuid.uuid4()``'s ``os.urandom`` call and UUID object (0.35 vs 2.5 µs; playing 10,000 racers
+    the simulator spent an eighth of its CPU there).
+    """
+    bits = random.getrandbits(128) & _UUID_CLEAR | _UUID_SET
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def racer_message(race: RaceSpec, racer: RacerProfile, second: int, *, device_ts: int) -> dict[str, Any]:
-    """The message of one racer at one second (deterministic apart from ``uuid`` and ``deviceTimestamp``)."""
-    rng = random.Random(race.race_id * 1_000_003 + racer.racer_id * 7919 + second)
-    form = random.Random(race.race_id * 31 + racer.racer_id).uniform(0.92, 1.08)  # today's form
+    """The message of one racer at one second (deterministic apart from ``uuid`` and ``deviceTimestamp``).
+
+    The numbers are a pure function of (race, racer, second): a generator seeded per message cost
+    more than the rest of the message (4 µs a seed, two a message).
+    """
+    noise_cadence, noise_resistance = _gauss_pair(race.race_id * 1_000_003 + racer.racer_id * 7919 + second)
     progress = second / max(race.last_second, 1)
-    effort = form * (1.0 - racer.fade * progress * progress)
-    cadence = _clamp(racer.cadence * effort + rng.gauss(0, 6), 0, 250)
-    resistance = _clamp(racer.resistance + rng.gauss(0, 4), 0, 100)
+    effort = _form(race.race_id, racer.racer_id) * (1.0 - racer.fade * progress * progress)
+    cadence = _clamp(racer.cadence * effort + noise_cadence * 6, 0, 250)
+    resistance = _clamp(racer.resistance + noise_resistance * 4, 0, 100)
     return {
-        "uuid": str(uuid.uuid4()),
+        "uuid": _message_uuid(),
         "event": "final" if second == race.last_second else "update",
         "deviceTimestamp": device_ts,
         "second": second,

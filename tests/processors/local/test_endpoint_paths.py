@@ -1,12 +1,14 @@
 """The embedded endpoint's shortcuts on the pipeline's hot paths give moto's own answers.
 
-Kinesis GetRecords, UpdateItem ``SET #a = :a, ...`` (and the requests
+Kinesis GetRecords and PutRecords (the bodies on the wire as well as what boto3 makes of them),
+UpdateItem ``SET #a = :a, ...`` (and the requests
 that must still fail) and the table stream records they produce, against moto's server and
 ``processors.local.endpoint`` side by side.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -45,7 +47,28 @@ def clients(url: str) -> dict[str, Any]:
     return {name: boto3.client(name, **kwargs) for name in ("kinesis", "dynamodb", "dynamodbstreams")}
 
 
+def wire_bodies(client: Any) -> list[tuple[str, Any]]:
+    """Every answer's JSON body as the server wrote it (before botocore parses it), with its operation."""
+    bodies: list[tuple[str, Any]] = []
+
+    def keep(operation_model: Any, response_dict: dict, **_: Any) -> None:
+        bodies.append((operation_model.name, json.loads(response_dict["body"] or b"null")))
+
+    client.meta.events.register("before-parse.kinesis.*", keep)
+    return bodies
+
+
+def wire_shape(operation: str, body: Any) -> Any:
+    """The body, with each record's arrival time (a clock reading) replaced by its JSON type."""
+    if operation == "GetRecords" and isinstance(body, dict):
+        arrival = "ApproximateArrivalTimestamp"
+        records = [{**r, arrival: type(r[arrival]).__name__} for r in body["Records"]]
+        return {**body, "Records": records, "NextShardIterator": type(body.get("NextShardIterator")).__name__}
+    return body
+
+
 def kinesis_answers(kinesis: Any) -> tuple:
+    bodies = wire_bodies(kinesis)
     kinesis.create_stream(StreamName="s", ShardCount=1)
     time.sleep(0.3)
     kinesis.put_records(
@@ -66,14 +89,22 @@ def kinesis_answers(kinesis: Any) -> tuple:
         kinesis.get_records(ShardIterator="not-an-iterator")
     except Exception as exc:  # moto's own error either way
         expired = type(exc).__name__
-    return shape, "NextShardIterator" in third, third["MillisBehindLatest"], expired
+    too_many = None
+    try:
+        kinesis.put_records(StreamName="s", Records=[{"Data": b"x", "PartitionKey": "k"}] * 501)
+    except Exception as exc:
+        too_many = type(exc).__name__
+    wire = [(op, wire_shape(op, body)) for op, body in bodies if op in ("GetRecords", "PutRecords")]
+    return shape, "NextShardIterator" in third, third["MillisBehindLatest"], expired, too_many, wire
 
 
 def test_get_records_answer_as_moto_does(endpoints: dict[str, str]) -> None:
     answers = {name: kinesis_answers(clients(url)["kinesis"]) for name, url in endpoints.items()}
     assert answers["embedded"] == answers["moto"]
-    records, *_ = answers["embedded"]
+    records, *_, too_many, wire = answers["embedded"]
     assert len(records) == 5
+    assert too_many is not None
+    assert [operation for operation, _ in wire] == ["PutRecords"] + ["GetRecords"] * 3 + ["PutRecords"]
 
 
 def items_answers(dynamodb: Any) -> tuple:

@@ -450,3 +450,37 @@ def test_a_shard_read_to_its_end_has_its_children_listed_at_once():
     # AND listing goes back to its interval afterwards
     shards.refresh()
     assert stream.listings == 2
+
+
+def test_the_stream_readers_get_records_as_sent_and_the_same_records_as_boto3(aws):
+    """The runner's Kinesis client (``core._wire_values``): base64 data and epoch arrivals, nothing else changed."""
+    from processors.local.runner.core import _wire_values
+
+    plain = boto3.client("kinesis")
+    plain.create_stream(StreamName="wire", ShardCount=1)
+    plain.get_waiter("stream_exists").wait(StreamName="wire")
+    payloads = [bytes([i, 0, 255]) + f"record {i} ✓".encode() for i in range(30)]
+    plain.put_records(
+        StreamName="wire", Records=[{"Data": data, "PartitionKey": f"7:{i}"} for i, data in enumerate(payloads)]
+    )
+    wire = _wire_values(boto3.Session()).client("kinesis")
+    shard = plain.list_shards(StreamName="wire")["Shards"][0]["ShardId"]
+
+    def read(client: Any, limit: int) -> list[dict]:
+        iterator = client.get_shard_iterator(StreamName="wire", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        answer = client.get_records(ShardIterator=iterator["ShardIterator"], Limit=limit)
+        assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert answer["NextShardIterator"] and answer["MillisBehindLatest"] >= 0
+        return answer["Records"]
+
+    expected, got = read(plain, 25), read(wire, 25)
+    assert len(got) == len(expected) == 25
+    for mine, theirs in zip(got, expected, strict=True):
+        assert set(mine) == set(theirs) == {"Data", "PartitionKey", "SequenceNumber", "ApproximateArrivalTimestamp"}
+        assert mine["Data"] == base64.b64encode(theirs["Data"]).decode()
+        assert abs(mine["ApproximateArrivalTimestamp"] - theirs["ApproximateArrivalTimestamp"].timestamp()) < 0.001
+        assert (mine["PartitionKey"], mine["SequenceNumber"]) == (theirs["PartitionKey"], theirs["SequenceNumber"])
+    with pytest.raises(wire.exceptions.ClientError):  # errors still parsed by botocore
+        wire.get_records(ShardIterator="not-an-iterator")
+    with pytest.raises(wire.exceptions.ResourceNotFoundException):
+        wire.describe_stream_summary(StreamName="no-such-stream")

@@ -29,9 +29,21 @@ from processors.local.template import LocalSettings
 
 logger = logging.getLogger(__name__)
 
+# zlib's default level, as gzip(1) uses: Python's gzip.compress defaults to 9, which cost 4x the CPU
+# (10.5 vs 2.5 µs a bike message) for objects 2 % smaller; Firehose does not document its level.
+GZIP_LEVEL = 6
+
 
 def _transform_size(entry: dict) -> int:
-    return len(entry["raw"]["Data"]) * 4 // 3 + 200  # base64 in the transformer's event, plus the record's fields
+    # base64 in the transformer's event, plus the record's fields
+    return len(events.base64_text(entry["raw"]["Data"])) + 200
+
+
+def _data_size(data: bytes | str) -> int:
+    """The size of a record's data (Firehose buffers by it): decoded, without decoding base64 text."""
+    if isinstance(data, bytes | bytearray):
+        return len(data)
+    return len(data) * 3 // 4 - data.count("=", -2)
 
 
 def _error(exc: BaseException) -> tuple[str, str]:
@@ -93,7 +105,7 @@ class FirehoseSource(ShardPollingSource):
                     "shardId": cursor.shard_id,
                 }
             )
-            self.buffer_bytes += len(raw["Data"])
+            self.buffer_bytes += _data_size(raw["Data"])
         if self.buffer_bytes >= self.size_bytes:
             self.flush()
 
@@ -157,7 +169,7 @@ class FirehoseSource(ShardPollingSource):
     def _transform(self, chunk: list[dict]) -> dict[str, tuple[str, bytes, str]]:
         """recordId -> (result, delivered bytes, error message); without a transformer every record is Ok."""
         if self.invoke is None:
-            return {entry["recordId"]: ("Ok", entry["raw"]["Data"], "") for entry in chunk}
+            return {entry["recordId"]: ("Ok", events.data_bytes(entry["raw"]["Data"]), "") for entry in chunk}
         event = events.firehose_event(
             chunk,
             delivery_stream_arn=self.delivery_stream_arn,
@@ -207,7 +219,7 @@ class FirehoseSource(ShardPollingSource):
         key = f"{prefix}{moment:%Y/%m/%d/%H}/{self.config.name}-1-{moment:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}" + (
             ".gz" if compressed else ""
         )
-        data = gzip.compress(body, mtime=0) if compressed else body
+        data = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if compressed else body
         self.s3.put_object(Bucket=self.config.bucket, Key=key, Body=data)
         self.stats.extra["objects"] += 1
         logger.debug("%s: delivered s3://%s/%s (%d bytes)", self.name, self.config.bucket, key, len(data))
