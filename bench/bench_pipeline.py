@@ -74,11 +74,13 @@ def cpu_by_process(pipeline: Any) -> dict[str, float]:
     figures = {
         "endpoint": tree(pipeline.procs["moto"].pid),
         "runner": tree(pipeline.procs["runner"].pid, children=False),
-        **{name: tree(pid, children=False) for name, info in sorted(functions.items()) if (pid := info.get("pid"))},
-        "all handler processes": tree(pipeline.procs["runner"].pid, only_children=True),
+        "handler processes": tree(pipeline.procs["runner"].pid, only_children=True),
         "this process (producer, standings reader)": sum(psutil.Process().cpu_times()[:2]),
     }
     figures["together"] = sum(figures.values())
+    for name, info in sorted(functions.items()):  # the handler processes one by one
+        if pid := info.get("pid"):
+            figures[name] = tree(pid, children=False)
     return figures
 
 
@@ -92,6 +94,11 @@ def main() -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="race seconds played per second (simulator mode)")
     parser.add_argument("--shards", type=int, help="shards of the bike stream (ALLEYCAT_STREAM_SHARDS; template: 2)")
     parser.add_argument("--parts", type=int, help="parts of the live board (ALLEYCAT_LIVE_BOARD_PARTS; default 1)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="most records per aggregator invoke (ALLEYCAT_AGGREGATOR_BATCH_SIZE; template: 1000)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, status file)")
     parser.add_argument("--no-summary", action="store_true", help="do not update bench/results/summary.json")
     stack = parser.add_argument_group(
@@ -122,6 +129,8 @@ def main() -> int:
         os.environ["ALLEYCAT_STREAM_SHARDS"] = str(args.shards)
     if args.parts:
         os.environ["ALLEYCAT_LIVE_BOARD_PARTS"] = str(args.parts)
+    if args.batch_size:
+        os.environ["ALLEYCAT_AGGREGATOR_BATCH_SIZE"] = str(args.batch_size)
     with local_pipeline(
         prefix="alleycat-bench-", firehose_buffer_seconds=args.firehose_buffer, keep=args.keep
     ) as pipeline:

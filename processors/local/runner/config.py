@@ -19,6 +19,7 @@ PARAMETER_ENV = {
     "StreamShardCount": "ALLEYCAT_STREAM_SHARDS",
     "MaxRacersPerRace": "ALLEYCAT_MAX_RACERS_PER_RACE",
     "LiveBoardParts": "ALLEYCAT_LIVE_BOARD_PARTS",
+    "AggregatorBatchSize": "ALLEYCAT_AGGREGATOR_BATCH_SIZE",
 }
 CLIENT_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 
