@@ -99,6 +99,9 @@ def main() -> int:
         type=int,
         help="most records per aggregator invoke (ALLEYCAT_AGGREGATOR_BATCH_SIZE; template: 1000)",
     )
+    parser.add_argument(
+        "--delivery-buffer-mb", type=int, help="Firehose buffer size (ALLEYCAT_DELIVERY_BUFFER_MB; template: 1)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, status file)")
     parser.add_argument("--no-summary", action="store_true", help="do not update bench/results/summary.json")
     stack = parser.add_argument_group(
@@ -131,6 +134,8 @@ def main() -> int:
         os.environ["ALLEYCAT_LIVE_BOARD_PARTS"] = str(args.parts)
     if args.batch_size:
         os.environ["ALLEYCAT_AGGREGATOR_BATCH_SIZE"] = str(args.batch_size)
+    if args.delivery_buffer_mb:
+        os.environ["ALLEYCAT_DELIVERY_BUFFER_MB"] = str(args.delivery_buffer_mb)
     with local_pipeline(
         prefix="alleycat-bench-", firehose_buffer_seconds=args.firehose_buffer, keep=args.keep
     ) as pipeline:

@@ -437,6 +437,13 @@ class TestOperatorParameters:
         (source,) = settings.function("aggregator").event_sources
         assert (source.batch_size, source.tumbling_window_seconds, source.parallelization_factor) == (500, 2, 3)
 
+    def test_the_delivery_buffer_size_is_a_parameter_that_reaches_the_local_firehose(self, template) -> None:
+        hints = template["Resources"]["DeliveryStream"]["Properties"]["ExtendedS3DestinationConfiguration"]
+        assert hints["BufferingHints"]["SizeInMBs"] == {"Ref": "DeliveryBufferMB"}
+        assert template["Parameters"]["DeliveryBufferMB"]["Default"] == 1
+        assert load_local_settings().firehose.buffer_size_mb == 1
+        assert load_local_settings(parameters={"DeliveryBufferMB": "8"}).firehose.buffer_size_mb == 8
+
     def test_reserved_concurrency_tracing_and_log_retention(self, template: dict[str, Any]) -> None:
         function_globals = template["Globals"]["Function"]
         assert function_globals["Tracing"] == "Active"

@@ -20,6 +20,7 @@ PARAMETER_ENV = {
     "MaxRacersPerRace": "ALLEYCAT_MAX_RACERS_PER_RACE",
     "LiveBoardParts": "ALLEYCAT_LIVE_BOARD_PARTS",
     "AggregatorBatchSize": "ALLEYCAT_AGGREGATOR_BATCH_SIZE",
+    "DeliveryBufferMB": "ALLEYCAT_DELIVERY_BUFFER_MB",
 }
 CLIENT_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 
