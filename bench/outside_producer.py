@@ -418,15 +418,19 @@ def main() -> int:
     complete_after = None
     exact = missing = wrong = 0
     deadline = last_put + args.settle
+    checks: list[str] = []  # each check: when it began and ended (s after the last put) and what it found
     while time.time() < deadline:
+        began = time.time() - last_put
         try:
             exact, missing, wrong = check_results(base, race, tally)
         except RuntimeError:
             pass
+        checks.append(f"{began:.1f}-{time.time() - last_put:.1f}s: {exact}")
         if exact == len(tally.expected):
             complete_after = time.time() - last_put
             break
         time.sleep(0.5)
+    print("results checks (s after the last put: exact results read): " + ", ".join(checks), flush=True)
     stop.set()
     viewers.stop.set()
     time.sleep(1.5)
