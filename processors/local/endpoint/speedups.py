@@ -15,8 +15,11 @@ loaded machine) and the aggregator's lag. With none of them, 300 racers x 60 s c
 Measured and dropped, no figure moved without them: a cache of moto's dispatcher's backend lookup
 and Kinesis GetRecords written with one ``json.dumps`` (endpoint CPU 52 s vs 51 s), both at 1,000
 racers — both came back for 10,000 racers, where they do move the figures (``_backend_names_once``,
-``_kinesis_json_answers``); DynamoDB Streams GetRecords likewise (it served the per-second items of history, which no
-table-stream reader wants: moving those items out of the streamed table is the cure). Removed when
+``_kinesis_json_answers``); a projection of top-level scalar attributes copied without moto's JSON
+round trip (a results page of 1,000 items: moto's CPU 152-159 ms vs 269-294 ms, but the figure it
+was for, the 2,000-racer race's results read through the API, went 5.0-5.4 s -> 5.8 s: the finals'
+writes set it); DynamoDB Streams GetRecords likewise (it served the per-second items of history,
+which no table-stream reader wants: moving those items out of the streamed table is the cure). Removed when
 its target went: UpdateItem ``SET #a = :a, ...`` without moto's expression validator, for history's
 one UpdateItem per racer per object, which became one BatchWriteItem per 25 racers; every UpdateItem
 left carries a condition, which that path never took.
@@ -312,48 +315,6 @@ def _backend_names_once() -> None:
     replace(backends, "list_of_moto_modules", lambda: iter(names))
 
 
-def _top_level_projection() -> None:
-    """A projection of top-level scalar attributes copies them, without moto's JSON round trip.
-
-    moto 5.2 projects each item (``Item.project``) by turning the whole item into plain Python
-    values (boto3's deserializer, a deep copy of every value), picking the paths, and serializing
-    the picks back into attribute values: 58 % of the endpoint's time answering a results page of
-    1,000 items (py-spy). Here, when every path is one top-level name and every picked attribute is
-    a string, number, boolean or null, the picks are copied; a number is written as that round trip
-    writes it (``str`` of the ``Decimal`` boto3's deserializer makes of it, so ``1e2`` is ``1E+2``
-    as from moto). Any other projection (nested paths, list indexes, maps, lists, sets, binaries)
-    is moto's.
-
-    Figure (bench/bench_results_api.py --limit 1000 --racers 2000, a first page of 1,000 results
-    through Django): see bench/README.md, "Results of a big race on make run" (with and without it).
-    """
-    from boto3.dynamodb.types import DYNAMODB_CONTEXT
-    from moto.dynamodb.models.dynamo_type import Item
-
-    original = Item.project
-    scalars = {"S", "BOOL", "NULL"}
-
-    def project(self: Any, projection_expressions: list[list[str]]) -> Any:
-        picked: dict[str, dict] = {}
-        for path in projection_expressions:
-            if len(path) != 1 or "[" in path[0]:
-                return original(self, projection_expressions)
-            name = path[0]
-            value = self.attrs.get(name)
-            if value is None or name in picked:
-                continue
-            if value.type == "N":
-                number = DYNAMODB_CONTEXT.create_decimal(DYNAMODB_CONTEXT.create_decimal(value.value))
-                picked[name] = {"N": str(number)}
-            elif value.type in scalars:
-                picked[name] = {value.type: value.value}
-            else:
-                return original(self, projection_expressions)
-        return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=picked)
-
-    replace(Item, "project", project)
-
-
 SPEEDUPS: dict[str, Callable[[], None]] = {
     "linear_kinesis_shards": _linear_kinesis_shards,
     "attribute_value_serialisation": _patch_attribute_value_serialisation,
@@ -361,5 +322,4 @@ SPEEDUPS: dict[str, Callable[[], None]] = {
     "kinesis_json_answers": _kinesis_json_answers,
     "xml_request_ids_only": _xml_request_ids_only,
     "backend_names_once": _backend_names_once,
-    "top_level_projection": _top_level_projection,
 }

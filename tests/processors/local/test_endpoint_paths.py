@@ -142,9 +142,9 @@ def items_answers(dynamodb: Any) -> tuple:
         **condition,
     )
 
-    # the projection speedup's paths: top-level scalars (copied), numbers written as moto's round trip
-    # writes them, and what stays moto's (a nested path, a list index, a map, a binary; not a set: moto's
-    # round trip gives a string set in Python's set order, which differs between two processes)
+    # projections of every kind through the answer speedups: top-level scalars, numbers moto's round trip
+    # rewrites (1e2 -> 1E+2), a nested path, a list index, a map, a binary (not a set: moto's round
+    # trip gives a string set in Python's set order, which differs between two processes)
     def projected_query(expression: str) -> dict:
         placeholders = {"#s": "second", "#none": "none", "#n": "name", "#b": "blob"}
         tokens = {token.strip() for token in expression.replace(".", ",").split(",")}
