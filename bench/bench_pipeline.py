@@ -52,15 +52,10 @@ def expected_scores(messages: list[dict]) -> dict[int, int]:
 
 
 def cpu_by_process(pipeline: Any) -> dict[str, float]:
-    """CPU seconds (user + system) so far of the endpoint, the runner with its handler processes, and this one."""
+    """CPU seconds (user + system) so far of the endpoint, the runner, its handler processes, and this one."""
     import psutil
 
-    def tree(pid: int, *, children: bool = True, only_children: bool = False) -> float:
-        try:
-            root = psutil.Process(pid)
-            processes = [*([] if only_children else [root]), *(root.children(recursive=True) if children else [])]
-        except psutil.NoSuchProcess:
-            return 0.0
+    def cpu(*processes: Any) -> float:
         total = 0.0
         for process in processes:
             try:
@@ -70,17 +65,20 @@ def cpu_by_process(pipeline: Any) -> dict[str, float]:
             total += times.user + times.system
         return total
 
-    functions = (pipeline.status() or {}).get("functions", {})
+    def process(pid: int) -> Any:
+        return psutil.Process(pid)
+
+    endpoint, runner = process(pipeline.procs["moto"].pid), process(pipeline.procs["runner"].pid)
     figures = {
-        "endpoint": tree(pipeline.procs["moto"].pid),
-        "runner": tree(pipeline.procs["runner"].pid, children=False),
-        "handler processes": tree(pipeline.procs["runner"].pid, only_children=True),
-        "this process (producer, standings reader)": sum(psutil.Process().cpu_times()[:2]),
+        "endpoint": cpu(endpoint, *endpoint.children(recursive=True)),
+        "runner": cpu(runner),
+        "handler processes": cpu(*runner.children(recursive=True)),
+        "this process (producer, standings reader)": cpu(psutil.Process()),
     }
     figures["together"] = sum(figures.values())
-    for name, info in sorted(functions.items()):  # the handler processes one by one
+    for name, info in sorted((pipeline.status() or {}).get("functions", {}).items()):  # one by one
         if pid := info.get("pid"):
-            figures[name] = tree(pid, children=False)
+            figures[name] = cpu(process(pid))
     return figures
 
 

@@ -32,6 +32,18 @@ def data_bytes(data: bytes | bytearray | str) -> bytes:
     return base64.b64decode(data) if isinstance(data, str) else bytes(data)
 
 
+def data_size(data: bytes | bytearray | str) -> int:
+    """The size of record data in bytes, without decoding the wire's base64 text."""
+    if isinstance(data, str):
+        return len(data) * 3 // 4 - data.count("=", -2)
+    return len(data)
+
+
+def base64_size(data: bytes | bytearray | str) -> int:
+    """The length of record data as base64 text, without encoding bytes."""
+    return len(data) if isinstance(data, str) else (len(data) + 2) // 3 * 4
+
+
 def function_arn(region: str, function: str) -> str:
     return f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function}"
 

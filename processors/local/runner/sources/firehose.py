@@ -35,15 +35,7 @@ GZIP_LEVEL = 6
 
 
 def _transform_size(entry: dict) -> int:
-    # base64 in the transformer's event, plus the record's fields
-    return len(events.base64_text(entry["raw"]["Data"])) + 200
-
-
-def _data_size(data: bytes | str) -> int:
-    """The size of a record's data (Firehose buffers by it): decoded, without decoding base64 text."""
-    if isinstance(data, bytes | bytearray):
-        return len(data)
-    return len(data) * 3 // 4 - data.count("=", -2)
+    return events.base64_size(entry["raw"]["Data"]) + 200  # base64 in the transformer's event, plus the record's fields
 
 
 def _error(exc: BaseException) -> tuple[str, str]:
@@ -105,7 +97,7 @@ class FirehoseSource(ShardPollingSource):
                     "shardId": cursor.shard_id,
                 }
             )
-            self.buffer_bytes += _data_size(raw["Data"])
+            self.buffer_bytes += events.data_size(raw["Data"])
         if self.buffer_bytes >= self.size_bytes:
             self.flush()
 

@@ -70,4 +70,4 @@ class KinesisMappingSource(StreamMappingSource):
         return filters.kinesis_filter_view(self.event_record(cursor, raw))
 
     def record_size(self, raw: dict) -> int:
-        return len(events.base64_text(raw["Data"])) + 400  # base64 in the payload, plus the record's fields
+        return events.base64_size(raw["Data"]) + 400  # base64 in the payload, plus the record's fields
